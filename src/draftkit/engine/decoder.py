@@ -1,0 +1,293 @@
+"""The speculative decoding loop.
+
+One step: ask the source for a draft, build a tree within the budget, run the
+target once over ``[pending] + tree``, let the verifier pick the accepted path
+and bonus token, cut at stop conditions, compact the KV cache, tell the source
+what happened. The decoder composes parts; it knows no source by name.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import (
+    ContractViolationError,
+    IncompatiblePartsError,
+    InvalidInputError,
+    UnsupportedSamplingError,
+)
+from ..interfaces import DraftSource, TreeBuilder, Verifier
+from ..logits import LogitsPipeline
+from ..plugins import Registry, default_registry
+from ..types import (
+    DecodeStats,
+    Draft,
+    DraftKind,
+    DraftRequest,
+    GenerationOutput,
+    SamplingParams,
+    StepFeedback,
+    TokenTree,
+    Verdict,
+)
+from .request import plan_request
+from .target import TargetModel
+
+__all__ = ["SpeculativeDecoder", "DEFAULT_BUDGET"]
+
+#: Draft nodes per step when no budget is given. Verifying ~16-32 extra tokens
+#: costs little more than one token for small models on CPUs and for 7B-class
+#: models on GPUs (see docs/benchmarks.md).
+DEFAULT_BUDGET = 32
+
+
+def _resolve(registry: Registry, kind: str, part: Any, options: dict[str, Any] | None) -> Any:
+    if isinstance(part, str):
+        return registry.create(kind, part, **(options or {}))
+    if options:
+        raise InvalidInputError(f"{kind} options can only be given with a {kind} name, not an instance")
+    return part
+
+
+class SpeculativeDecoder:
+    """A lossless speculative decoder composed of a source, a tree builder and a verifier.
+
+    ``source``, ``tree`` and ``verifier`` are registered names or instances.
+    ``verifier=None`` picks a lossless one for each request: ``greedy`` when not
+    sampling; when sampling, the first registered sampling verifier that declares
+    it supports the source's draft kind.
+    ``budget`` is the maximum number of draft nodes verified per step;
+    ``max_depth`` optionally limits the tree depth.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        source: str | DraftSource = "pld",
+        tree: str | TreeBuilder = "trie",
+        verifier: str | Verifier | None = None,
+        *,
+        budget: int = DEFAULT_BUDGET,
+        max_depth: int | None = None,
+        tokenizer: Any = None,
+        registry: Registry | None = None,
+        source_options: dict[str, Any] | None = None,
+        tree_options: dict[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(budget, int) or budget < 0:
+            raise InvalidInputError(f"budget must be a non-negative integer, got {budget!r}")
+        if max_depth is not None and max_depth < 1:
+            raise InvalidInputError(f"max_depth must be >= 1 or None, got {max_depth}")
+        self.registry = registry if registry is not None else default_registry()
+        self.target = TargetModel(model)
+        self.model = model
+        self.source: DraftSource = _resolve(self.registry, "source", source, source_options)
+        self.tree_builder: TreeBuilder = _resolve(self.registry, "tree builder", tree, tree_options)
+        self.verifier: Verifier | None = (
+            None if verifier is None else _resolve(self.registry, "verifier", verifier, None)
+        )
+        self.budget = budget
+        self.max_depth = max_depth
+        self.tokenizer = tokenizer
+        for obj, kind, methods in (
+            (self.source, "source", ("propose", "observe", "begin", "reset")),
+            (self.tree_builder, "tree builder", ("build",)),
+        ):
+            missing = [m for m in methods if not callable(getattr(obj, m, None))]
+            if missing:
+                raise ContractViolationError(
+                    f"the {kind} {obj!r} lacks {', '.join(missing)}(); see draftkit.interfaces"
+                )
+        caps = self.source.capabilities
+        if self.verifier is not None and not self.verifier.supports(caps):
+            raise IncompatiblePartsError(
+                f"verifier {self.verifier.name!r} is not lossless for source {self.source.name!r} "
+                f"({caps.draft_kind.value} drafts); use verifier=None to pick a suitable one"
+            )
+
+    # -- public API --------------------------------------------------------------------------
+
+    def generate(self, input_ids: Any, max_new_tokens: int = 128, **kwargs: Any) -> GenerationOutput:
+        """Decode up to ``max_new_tokens`` new tokens; same output as plain decoding.
+
+        Keyword arguments: ``do_sample``, ``temperature``, ``top_k``, ``top_p``,
+        ``min_p``, ``repetition_penalty``, ``seed`` (sampling, HF semantics);
+        ``eos_token_id`` (int or list; defaults to the model's generation config),
+        ``stop_token_ids``, ``stop_strings`` + ``tokenizer``.
+        """
+        gen = self._run(input_ids, max_new_tokens, **kwargs)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                return stop.value
+
+    def stream(self, input_ids: Any, max_new_tokens: int = 128, **kwargs: Any) -> Iterator[list[int]]:
+        """Yield the new token ids of each step as soon as they are verified."""
+        gen = self._run(input_ids, max_new_tokens, **kwargs)
+        while True:
+            try:
+                yield next(gen)
+            except StopIteration:
+                return
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _pick_verifier(self, sampling: SamplingParams) -> Verifier:
+        caps = self.source.capabilities
+        if self.verifier is not None:
+            if self.verifier.samples != sampling.do_sample:
+                mode = "sampling" if sampling.do_sample else "greedy decoding"
+                raise IncompatiblePartsError(
+                    f"verifier {self.verifier.name!r} cannot be used for {mode}; pass verifier=None "
+                    "to let draftkit pick a lossless one"
+                )
+            return self.verifier
+        if not sampling.do_sample:
+            return self.registry.verifier("greedy")
+        for name in self.registry.names("verifier"):
+            candidate = self.registry.verifier(name)
+            if candidate.samples and candidate.supports(caps):
+                return candidate
+        raise IncompatiblePartsError(
+            f"no registered sampling verifier is lossless for source {self.source.name!r} "
+            f"({caps.draft_kind.value} drafts); use do_sample=False"
+        )
+
+    def _run(self, input_ids: Any, max_new_tokens: int, **kwargs: Any) -> Iterator[list[int]]:
+        t_start = time.perf_counter()
+        plan = plan_request(self.target, input_ids, max_new_tokens, default_tokenizer=self.tokenizer, **kwargs)
+        prompt, sampling, stop, stop_ids, random = (
+            plan.prompt, plan.sampling, plan.stop, plan.stop_token_ids, plan.random
+        )
+        verifier = self._pick_verifier(sampling)
+        caps = self.source.capabilities
+        if sampling.do_sample and caps.draft_kind is DraftKind.STOCHASTIC and sampling.uses_context_processors:
+            raise UnsupportedSamplingError(
+                "repetition_penalty with a stochastic draft source is not supported losslessly; "
+                "drop repetition_penalty or use a deterministic source"
+            )
+        vocab = self.target.vocab_size
+        target = self.target
+        prompt_len = int(prompt.numel())
+        window = target.context_window
+        stats = DecodeStats(prompt_tokens=prompt_len)
+        sequence: list[int] = prompt.tolist()
+        t0 = time.perf_counter()
+        target.start(prompt)
+        self.source.begin(prompt.numpy().copy())
+        stats.time_prefill = time.perf_counter() - t0
+        want_logits = self.source.capabilities.wants_node_logits
+        try:
+            while True:
+                new_so_far = len(sequence) - prompt_len
+                room = max_new_tokens - new_so_far
+                if window is not None:
+                    room = min(room, window - len(sequence) + 1)
+                if room <= 0:
+                    stats.finish_reason = "context"
+                    break
+                # A step emits depth + 1 tokens at most: keep the bonus token inside the room.
+                depth_limit = room - 1
+                if self.max_depth is not None:
+                    depth_limit = min(depth_limit, self.max_depth)
+                context = np.asarray(sequence, dtype=np.int64)
+
+                t0 = time.perf_counter()
+                if depth_limit >= 1 and self.budget >= 1:
+                    request = DraftRequest(
+                        context=context,
+                        prompt_length=prompt_len,
+                        max_depth=depth_limit,
+                        max_nodes=self.budget,
+                        vocab_size=vocab,
+                        eos_token_ids=stop_ids,
+                        target=target if self.source.capabilities.needs_target else None,
+                        sampling=sampling,
+                    )
+                    draft = self.source.propose(request)
+                else:
+                    draft = Draft.empty()
+                t1 = time.perf_counter()
+                stats.time_draft += t1 - t0
+                tree = self._build_tree(draft, depth_limit)
+                t2 = time.perf_counter()
+                logits = target.forward_tree(sequence[-1], tree)
+                t3 = time.perf_counter()
+                stats.time_verify += t3 - t2
+                process = LogitsPipeline(sampling, context)
+                verdict = verifier.verify(tree, logits, sampling, process, random, new_so_far)
+                self._check_verdict(verdict, tree, verifier, vocab)
+                emitted = verdict.emitted_tokens(tree)
+                keep, reason = stop.cut(sequence, emitted, new_so_far)
+                emitted = emitted[:keep]
+                accepted_nodes = verdict.accepted_nodes[: min(keep, len(verdict.accepted_nodes))]
+                stats.steps += 1
+                stats.drafted += tree.size
+                stats.accepted += len(accepted_nodes)
+                stats.emitted += len(emitted)
+                stats.accept_lengths.append(len(emitted))
+                if not reason:
+                    target.commit(verdict.accepted_nodes)
+                self.source.observe(
+                    StepFeedback(
+                        context=context,
+                        tree=tree,
+                        verdict=verdict,
+                        emitted=np.asarray(emitted, dtype=np.int64),
+                        node_logits=logits if want_logits else None,
+                    )
+                )
+                sequence.extend(emitted)
+                stats.time_other += time.perf_counter() - t3 + (t2 - t1)
+                yield emitted
+                if reason:
+                    stats.finish_reason = reason
+                    break
+        finally:
+            target.end()
+        stats.time_total = time.perf_counter() - t_start
+        return GenerationOutput(torch.tensor([sequence], dtype=torch.long), stats)
+
+    def _build_tree(self, draft: Draft, depth_limit: int) -> TokenTree:
+        if draft.is_empty or depth_limit < 1 or self.budget < 1:
+            return TokenTree.empty()
+        tree = self.tree_builder.build(draft, self.budget, depth_limit)
+        if not isinstance(tree, TokenTree):
+            raise ContractViolationError(
+                f"tree builder {getattr(self.tree_builder, 'name', self.tree_builder)!r} returned "
+                f"{type(tree).__name__}, expected draftkit.TokenTree"
+            )
+        if tree.size > self.budget or tree.max_depth > depth_limit:
+            raise ContractViolationError(
+                f"tree builder {getattr(self.tree_builder, 'name', '?')!r} returned {tree.size} nodes / depth "
+                f"{tree.max_depth}, over the budget {self.budget} / depth limit {depth_limit}"
+            )
+        vocab = self.target.vocab_size
+        if tree.size and (tree.tokens.min() < 0 or tree.tokens.max() >= vocab):
+            bad = int(tree.tokens[(tree.tokens < 0) | (tree.tokens >= vocab)][0])
+            raise ContractViolationError(
+                f"source {self.source.name!r} drafted token id {bad}, outside the model's vocabulary "
+                f"[0, {vocab}); check that the source was built with this model's tokenizer"
+            )
+        return tree
+
+    @staticmethod
+    def _check_verdict(verdict: Verdict, tree: TokenTree, verifier: Verifier, vocab: int) -> None:
+        nodes = verdict.accepted_nodes
+        parent = -1
+        for node in nodes:
+            if not (0 <= node < tree.size) or int(tree.parents[node]) != parent:
+                raise ContractViolationError(
+                    f"verifier {verifier.name!r} accepted nodes {list(nodes)}, which is not a root path"
+                )
+            parent = node
+        if not (0 <= verdict.bonus_token < vocab):
+            raise ContractViolationError(
+                f"verifier {verifier.name!r} returned bonus token {verdict.bonus_token} outside [0, {vocab})"
+            )

@@ -1,0 +1,129 @@
+"""Validate one ``generate()`` call into an immutable plan.
+
+Both the speculative decoder and the plain baseline go through
+:func:`plan_request`, so they agree on defaults (EOS from the model's
+generation config, HF sampling semantics) and on every input error.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import BatchSizeError, EmptyPromptError, InvalidInputError
+from ..types import SamplingParams
+from ..verify.random import RandomStream
+from .stopping import StopConditions, StopStringMatcher
+from .target import TargetModel
+
+__all__ = ["RequestPlan", "plan_request", "prepare_prompt", "default_eos_ids"]
+
+
+def prepare_prompt(input_ids: torch.Tensor | Sequence[int] | np.ndarray) -> torch.Tensor:
+    """Validate a prompt and return it as an int64 CPU tensor [T]."""
+    if isinstance(input_ids, torch.Tensor):
+        ids = input_ids
+    else:
+        arr = np.asarray(input_ids)
+        if arr.dtype == object:
+            raise InvalidInputError("input_ids must be a tensor or a (nested) list of token ids")
+        ids = torch.as_tensor(arr)
+    if ids.dim() == 2:
+        if ids.shape[0] != 1:
+            raise BatchSizeError(
+                f"input_ids has batch size {ids.shape[0]}; draftkit decodes one sequence at a time. "
+                "Call generate() once per prompt"
+            )
+        ids = ids[0]
+    elif ids.dim() != 1:
+        raise InvalidInputError(f"input_ids must have shape [1, T] or [T], got {tuple(ids.shape)}")
+    if ids.numel() == 0:
+        raise EmptyPromptError("the prompt is empty; pass at least one token (e.g. the tokenizer's BOS token)")
+    if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
+        raise InvalidInputError(f"input_ids must hold integer token ids, got dtype {ids.dtype}")
+    return ids.to(device="cpu", dtype=torch.long)
+
+
+def default_eos_ids(model: torch.nn.Module) -> frozenset[int]:
+    """The EOS ids HF ``generate`` stops at by default for this model."""
+    gen = getattr(model, "generation_config", None)
+    eos = getattr(gen, "eos_token_id", None) if gen is not None else None
+    if eos is None:
+        eos = getattr(getattr(model, "config", None), "eos_token_id", None)
+    if eos is None:
+        return frozenset()
+    if isinstance(eos, int):
+        return frozenset({eos})
+    return frozenset(int(e) for e in eos)
+
+
+@dataclass(frozen=True)
+class RequestPlan:
+    prompt: torch.Tensor  #: int64 [T]
+    sampling: SamplingParams
+    stop: StopConditions
+    stop_token_ids: frozenset[int]
+    random: RandomStream | None
+
+
+def plan_request(
+    target: TargetModel,
+    input_ids: Any,
+    max_new_tokens: int,
+    *,
+    default_tokenizer: Any = None,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    min_p: float | None = None,
+    repetition_penalty: float | None = None,
+    seed: int | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
+    stop_token_ids: Sequence[int] | None = None,
+    stop_strings: Sequence[str] | str | None = None,
+    tokenizer: Any = None,
+) -> RequestPlan:
+    prompt = prepare_prompt(input_ids)
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise InvalidInputError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    sampling = SamplingParams(
+        do_sample=bool(do_sample),
+        temperature=float(temperature),
+        top_k=top_k,
+        top_p=top_p,
+        min_p=min_p,
+        repetition_penalty=repetition_penalty,
+        seed=seed,
+    )
+    vocab = target.vocab_size
+    bad = prompt[(prompt < 0) | (prompt >= vocab)]
+    if bad.numel():
+        raise InvalidInputError(f"prompt token id {int(bad[0])} is outside the model's vocabulary [0, {vocab})")
+    target.check_length(int(prompt.numel()), max_new_tokens)
+    if eos_token_id is None:
+        eos_ids = default_eos_ids(target.model)
+    elif isinstance(eos_token_id, int):
+        eos_ids = frozenset({eos_token_id})
+    else:
+        eos_ids = frozenset(int(e) for e in eos_token_id)
+    stop_ids = eos_ids | frozenset(int(t) for t in (stop_token_ids or ()))
+    matcher = None
+    if stop_strings:
+        strings = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings)
+        tok = tokenizer if tokenizer is not None else default_tokenizer
+        if tok is None:
+            raise InvalidInputError(
+                "stop_strings need a tokenizer to decode tokens: pass tokenizer=... to generate() "
+                "or to the decoder"
+            )
+        matcher = StopStringMatcher(tok, strings)
+    random = None
+    if sampling.do_sample:
+        random = RandomStream(seed if seed is not None else secrets.randbits(63))
+    return RequestPlan(prompt, sampling, StopConditions(max_new_tokens, stop_ids, matcher), stop_ids, random)

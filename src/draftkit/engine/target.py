@@ -1,0 +1,219 @@
+"""Adapter around a Hugging Face causal LM: prefill, tree forward, KV commit.
+
+The adapter owns the KV cache of one request and keeps one invariant: the cache
+holds every context token except the last one (the *pending* token). A decode
+step feeds ``[pending] + tree`` in one forward with a tree-attention mask; after
+verification :meth:`TargetModel.commit` keeps the pending token and the accepted
+nodes' entries, so the cache again equals a prefill of the context minus its
+last token. The user's model is never modified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import PromptTooLongError, UnsupportedModelError
+from ..trees.masks import tree_attention_inputs
+from ..types import TokenTree
+
+__all__ = ["TargetModel", "context_window", "sliding_window"]
+
+
+def context_window(config: object) -> int | None:
+    """Longest sequence the model was built for, or ``None`` when unbounded."""
+    for attr in ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def sliding_window(config: object) -> int | None:
+    """Effective sliding-window size of the attention layers, ``None`` if all are full."""
+    window = getattr(config, "sliding_window", None)
+    if getattr(config, "use_sliding_window", True) is False:
+        return None
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types is not None and not any("sliding" in str(t) for t in layer_types):
+        return None
+    return window if isinstance(window, int) and window > 0 else None
+
+
+@dataclass
+class _CacheLayout:
+    """Where things are in the cache of the step being verified."""
+
+    cache_len: int  # entries before this step's forward (= len(context) - 1)
+    tree_size: int
+
+
+class TargetModel:
+    """Runs a decoder-only HF model one request at a time with a croppable cache."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        config = getattr(model, "config", None)
+        if config is None or not callable(getattr(model, "forward", None)):
+            raise UnsupportedModelError(
+                f"{type(model).__name__} is not a Hugging Face model (no .config); pass a model "
+                "loaded with AutoModelForCausalLM.from_pretrained(path)"
+            )
+        if getattr(config, "is_encoder_decoder", False):
+            raise UnsupportedModelError(
+                f"{type(model).__name__} is an encoder-decoder model; draftkit supports decoder-only "
+                "causal language models (AutoModelForCausalLM)"
+            )
+        get_head = getattr(model, "get_output_embeddings", None)
+        if get_head is None or get_head() is None:
+            raise UnsupportedModelError(
+                f"{type(model).__name__} has no language-modelling head; load the model with "
+                "AutoModelForCausalLM.from_pretrained(path) instead of AutoModel"
+            )
+        self.config = config
+        self.context_window = context_window(config)
+        self.sliding_window = sliding_window(config)
+        param = next(model.parameters())
+        self.device = param.device
+        self.dtype = param.dtype
+        head = model.get_output_embeddings()
+        weight = getattr(head, "weight", None)
+        self.vocab_size = int(weight.shape[0]) if weight is not None else int(config.vocab_size)
+        self.cache: object | None = None
+        self._layout: _CacheLayout | None = None
+        self._probe()
+
+    # -- checks -------------------------------------------------------------------------------
+
+    def _probe(self) -> None:
+        """Run a 3-token prefill + 2-node tree step to check the cache can be cut back.
+
+        Recurrent, hybrid and other models whose cache is not a plain, croppable
+        key/value cache are refused here, before any user request.
+        """
+        ids = torch.zeros(3, dtype=torch.long)
+        try:
+            self.start(ids)
+            tree = TokenTree.from_parents([0, 0], [-1, 0])
+            self.forward_tree(0, tree)
+            self.commit((0,))
+        except UnsupportedModelError:
+            raise
+        except Exception as exc:  # the model's own error says more than ours could
+            raise UnsupportedModelError(
+                f"{type(self.model).__name__} cannot run tree verification ({type(exc).__name__}: {exc}). "
+                "draftkit needs a decoder-only model that accepts a 4-D attention mask, position_ids "
+                "and a DynamicCache"
+            ) from exc
+        finally:
+            self.cache = None
+            self._layout = None
+
+    def _check_cache(self) -> None:
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+
+        cache = self.cache
+        if not isinstance(cache, DynamicCache):
+            raise UnsupportedModelError(
+                f"{type(self.model).__name__} returned a {type(cache).__name__}; draftkit needs a "
+                "DynamicCache that can be cut back after a rejected draft"
+            )
+        for layer in cache.layers:
+            if type(layer) is not DynamicLayer:
+                raise UnsupportedModelError(
+                    f"{type(self.model).__name__} uses cache layers of type {type(layer).__name__} "
+                    "(recurrent, hybrid or sliding-window state) that cannot be rolled back to an "
+                    "arbitrary tree path; such models are not supported"
+                )
+
+    def check_length(self, prompt_len: int, max_new_tokens: int) -> None:
+        """Refuse prompts that do not fit, and sliding windows that would be exceeded."""
+        if self.context_window is not None and prompt_len > self.context_window:
+            raise PromptTooLongError(
+                f"the prompt has {prompt_len} tokens but the model's context window is "
+                f"{self.context_window}; shorten the prompt to at most {self.context_window} tokens"
+            )
+        if self.sliding_window is not None and prompt_len + max_new_tokens > self.sliding_window:
+            raise UnsupportedModelError(
+                f"prompt ({prompt_len}) + max_new_tokens ({max_new_tokens}) exceeds the model's "
+                f"sliding attention window ({self.sliding_window}); a sliding-window cache cannot be "
+                "rolled back past the window. Lower max_new_tokens or shorten the prompt"
+            )
+
+    # -- request lifecycle --------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def start(self, prompt: torch.Tensor) -> None:
+        """Reset the cache and prefill every prompt token but the last."""
+        from transformers.cache_utils import DynamicCache
+
+        self.cache = DynamicCache()
+        self._layout = None
+        prefix = prompt[:-1]
+        if prefix.numel():
+            ids = prefix.to(self.device)[None]
+            out = self.model(input_ids=ids, past_key_values=self.cache, use_cache=True)
+            self.cache = out.past_key_values
+            self._check_cache()
+
+    @property
+    def cache_len(self) -> int:
+        return 0 if self.cache is None else int(self.cache.get_seq_length())
+
+    @torch.inference_mode()
+    def forward_tree(self, pending_token: int, tree: TokenTree) -> torch.Tensor:
+        """Logits after the pending token and after every node: float [n + 1, V]."""
+        cache_len = self.cache_len
+        n = tree.size
+        ids = torch.empty((1, n + 1), dtype=torch.long)
+        ids[0, 0] = int(pending_token)
+        if n:
+            ids[0, 1:] = torch.from_numpy(tree.tokens)
+        ids = ids.to(self.device)
+        if n == 0:
+            # A plain step: the default causal mask is exactly right and cheaper.
+            positions = torch.tensor([[cache_len]], device=self.device)
+            out = self.model(
+                input_ids=ids, position_ids=positions, past_key_values=self.cache, use_cache=True
+            )
+        else:
+            mask, positions = tree_attention_inputs(tree, cache_len, self.dtype, self.device)
+            out = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=self.cache,
+                use_cache=True,
+            )
+        self.cache = out.past_key_values
+        self._check_cache()
+        self._layout = _CacheLayout(cache_len, n)
+        return out.logits[0]
+
+    def commit(self, accepted_nodes: tuple[int, ...] | list[int]) -> None:
+        """Keep the pending token and the accepted nodes; drop every other tree entry."""
+        layout = self._layout
+        if layout is None:
+            raise RuntimeError("commit() called without a preceding forward_tree()")
+        self._layout = None
+        keep_tree = np.asarray(accepted_nodes, dtype=np.int64)
+        base = layout.cache_len + 1
+        total = base + layout.tree_size
+        if keep_tree.size == 0 or np.array_equal(keep_tree, np.arange(keep_tree.size)):
+            removed = total - (base + keep_tree.size)
+            if removed:
+                self.cache.crop(-removed)
+            return
+        index = torch.cat(
+            [torch.arange(base), torch.from_numpy(keep_tree + base)]
+        ).to(self.device)
+        for layer in self.cache.layers:
+            layer.keys = layer.keys.index_select(-2, index)
+            layer.values = layer.values.index_select(-2, index)
+
+    def end(self) -> None:
+        """Release the request's cache."""
+        self.cache = None
+        self._layout = None

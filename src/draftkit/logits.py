@@ -1,0 +1,84 @@
+"""One logits-processing path shared by the plain sampler and every verifier.
+
+Losslessness needs the verifier's target distribution ``p`` to be *exactly* the
+distribution the plain decoder samples from. Keeping a single implementation of
+the processors (HF ``generate`` semantics and order) makes that true by
+construction. Distributions are computed in float64 so that a proposal law and a
+target law are always compared in the same precision.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .types import SamplingParams
+
+__all__ = ["LogitsPipeline", "sample_from_probs"]
+
+
+class LogitsPipeline:
+    """Processes rows of raw logits for one request.
+
+    ``context`` is the sequence before the rows' paths (prompt + output so far);
+    the repetition penalty of a tree node uses ``context`` plus that node's own
+    path, so sibling branches never see each other's tokens.
+    """
+
+    def __init__(self, params: SamplingParams, context: np.ndarray) -> None:
+        self.params = params
+        self.context = context
+
+    def __call__(self, logits: torch.Tensor, paths: list[np.ndarray]) -> torch.Tensor:
+        """Processed scores, float64 [m, V]; removed tokens are ``-inf``."""
+        scores = logits.to(torch.float64)
+        p = self.params
+        if p.uses_context_processors:
+            scores = scores.clone()
+            for row, path in enumerate(paths):
+                seen = np.unique(np.concatenate([self.context, path]).astype(np.int64))
+                seen = seen[(seen >= 0) & (seen < scores.shape[-1])]
+                idx = torch.from_numpy(seen)
+                vals = scores[row, idx]
+                scores[row, idx] = torch.where(
+                    vals < 0, vals * p.repetition_penalty, vals / p.repetition_penalty
+                )
+        if not p.do_sample:
+            return scores
+        if p.temperature != 1.0:
+            scores = scores / p.temperature
+        if p.top_k is not None and p.top_k < scores.shape[-1]:
+            kth = torch.topk(scores, p.top_k, dim=-1).values[..., -1:]
+            scores = scores.masked_fill(scores < kth, float("-inf"))
+        if p.top_p is not None and p.top_p < 1.0:
+            sorted_scores, sorted_idx = torch.sort(scores, descending=False, dim=-1)
+            cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
+            remove_sorted = cumulative <= (1 - p.top_p)
+            remove_sorted[..., -1] = False  # always keep the most likely token
+            remove = remove_sorted.scatter(-1, sorted_idx, remove_sorted)
+            scores = scores.masked_fill(remove, float("-inf"))
+        if p.min_p is not None and p.min_p > 0:
+            probs = scores.softmax(dim=-1)
+            threshold = p.min_p * probs.max(dim=-1, keepdim=True).values
+            scores = scores.masked_fill(probs < threshold, float("-inf"))
+        return scores
+
+    def probs(self, logits: torch.Tensor, paths: list[np.ndarray]) -> torch.Tensor:
+        """Sampling distributions, float64 [m, V]."""
+        return self(logits, paths).softmax(dim=-1)
+
+
+def sample_from_probs(probs: torch.Tensor, uniform: float) -> int:
+    """Inverse-CDF draw from a 1-D distribution with a given uniform in [0, 1).
+
+    The same function is used by the plain sampler and the verifiers so that one
+    uniform maps to the same token in both.
+    """
+    cdf = torch.cumsum(probs, dim=0)
+    target = uniform * float(cdf[-1])
+    idx = int(torch.searchsorted(cdf, torch.tensor([target], dtype=cdf.dtype), right=True)[0])
+    idx = min(idx, probs.shape[0] - 1)
+    # Never return a zero-probability token because of rounding at the end of the CDF.
+    while probs[idx] <= 0 and idx > 0:
+        idx -= 1
+    return idx

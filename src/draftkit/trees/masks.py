@@ -1,0 +1,40 @@
+"""Tree attention: the 4-D mask and position ids for one verification forward.
+
+The forward input is ``[pending, node_0, ..., node_{n-1}]`` where ``pending`` is
+the last context token, not yet in the KV cache. Row 0 sees the whole cache and
+itself; node ``i`` sees the cache, ``pending`` and its own root path. Positions
+continue the context: ``pending`` sits at ``cache_len`` and a node of depth ``d``
+at ``cache_len + d``, exactly where it would be in a plain causal forward.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..types import TokenTree
+
+__all__ = ["tree_attention_inputs"]
+
+
+def tree_attention_inputs(
+    tree: TokenTree, cache_len: int, dtype: torch.dtype, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ``(mask, position_ids)``.
+
+    * ``mask``: float [1, 1, n + 1, cache_len + n + 1], 0 where attention is
+      allowed and the dtype's most negative value elsewhere (not ``-inf``, which
+      turns fully masked rows into NaN in some kernels).
+    * ``position_ids``: int64 [1, n + 1].
+    """
+    n = tree.size
+    allowed = torch.zeros((n + 1, cache_len + n + 1), dtype=torch.bool)
+    allowed[:, : cache_len + 1] = True  # cache and the pending token
+    if n:
+        allowed[1:, cache_len + 1 :] = torch.from_numpy(tree.ancestors)
+    mask = torch.zeros(allowed.shape, dtype=dtype)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    positions = torch.empty(n + 1, dtype=torch.long)
+    positions[0] = cache_len
+    if n:
+        positions[1:] = torch.from_numpy(tree.depths) + cache_len
+    return mask[None, None].to(device), positions[None].to(device)

@@ -1,0 +1,78 @@
+"""Greedy verification: keep the longest path the target's argmax agrees with."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..interfaces import LogitsProcessorFn
+from ..types import SamplingParams, SourceCapabilities, TokenTree, Verdict
+from .random import RandomStream
+
+__all__ = ["GreedyVerifier", "greedy_walk", "node_paths"]
+
+
+def node_paths(tree: TokenTree, sampling: SamplingParams) -> list[np.ndarray]:
+    """Per logits row, the tokens between the context and that row.
+
+    Only path-dependent processors (repetition penalty) read them, so they are
+    only materialised when needed.
+    """
+    empty = np.empty(0, np.int64)
+    if not sampling.uses_context_processors:
+        return [empty] * (tree.size + 1)
+    return [empty] + [tree.path_tokens(i) for i in range(tree.size)]
+
+
+def greedy_walk(tree: TokenTree, argmax: np.ndarray) -> Verdict:
+    """Walk from the root, descending into the child whose token is the argmax.
+
+    ``argmax`` is int64 [n + 1]: the target's choice after the root and after each
+    node. Siblings carry distinct tokens in a well-formed tree; if a builder emits
+    duplicates the first one is taken, which is still exact.
+    """
+    accepted: list[int] = []
+    row = 0  # logits row of the current position: 0 = root, i + 1 = node i
+    current = -1
+    children_of: dict[int, list[int]] = {}
+    for i, p in enumerate(tree.parents.tolist()):
+        children_of.setdefault(p, []).append(i)
+    while True:
+        want = int(argmax[row])
+        nxt = -1
+        for child in children_of.get(current, ()):
+            if int(tree.tokens[child]) == want:
+                nxt = child
+                break
+        if nxt < 0:
+            return Verdict(tuple(accepted), want)
+        accepted.append(nxt)
+        current = nxt
+        row = nxt + 1
+
+
+class GreedyVerifier:
+    """Lossless for every source: the output is the target's greedy decoding.
+
+    Each emitted token is the argmax of the target's (processed) logits given
+    exactly the tokens before it, which is what plain greedy decoding emits.
+    """
+
+    name = "greedy"
+    samples = False
+
+    def supports(self, capabilities: SourceCapabilities) -> bool:
+        return True
+
+    def verify(
+        self,
+        tree: TokenTree,
+        logits: torch.Tensor,
+        sampling: SamplingParams,
+        process: LogitsProcessorFn,
+        random: RandomStream | None,
+        position: int,
+    ) -> Verdict:
+        scores = process(logits, node_paths(tree, sampling))
+        argmax = torch.argmax(scores, dim=-1).cpu().numpy()
+        return greedy_walk(tree, argmax)
