@@ -9,7 +9,7 @@ numbers. Tests also compare it with Hugging Face ``model.generate``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,8 @@ import torch
 
 from ..logits import LogitsPipeline, sample_from_probs
 from ..types import DecodeStats, GenerationOutput, TokenTree
-from .request import plan_request
+from .request import RequestPlan, plan_request
+from .stream import TokenStream
 from .target import TargetModel
 
 __all__ = ["PlainDecoder"]
@@ -34,24 +35,30 @@ class PlainDecoder:
         self.tokenizer = tokenizer
 
     def generate(self, input_ids: Any, max_new_tokens: int = 128, **kwargs: Any) -> GenerationOutput:
-        gen = self._run(input_ids, max_new_tokens, **kwargs)
-        while True:
-            try:
-                next(gen)
-            except StopIteration as stop:
-                return stop.value
+        """Decode up to ``max_new_tokens`` new tokens; same output as plain decoding.
 
-    def stream(self, input_ids: Any, max_new_tokens: int = 128, **kwargs: Any) -> Iterator[list[int]]:
-        gen = self._run(input_ids, max_new_tokens, **kwargs)
-        while True:
-            try:
-                yield next(gen)
-            except StopIteration:
-                return
+        Keyword arguments: ``do_sample``, ``temperature``, ``top_k``, ``top_p``,
+        ``min_p``, ``repetition_penalty``, ``seed`` (sampling, HF semantics);
+        ``eos_token_id`` (int or list; defaults to the model's generation config),
+        ``stop_token_ids``, ``stop_strings`` (+ ``tokenizer``).
+        """
+        return self.stream(input_ids, max_new_tokens, **kwargs).run()
 
-    def _run(self, input_ids: Any, max_new_tokens: int, **kwargs: Any) -> Iterator[list[int]]:
+    def stream(self, input_ids: Any, max_new_tokens: int = 128, **kwargs: Any) -> TokenStream:
+        """Iterate the new token ids step by step; ``.output`` holds the result at the end.
+
+        Arguments are validated before the first step runs, so a bad call fails here.
+        """
+        steps = self._run(input_ids, max_new_tokens, **kwargs)
+        return TokenStream(steps)
+
+    def _run(self, input_ids: Any, max_new_tokens: int, **kwargs: Any) -> Generator[list[int], None, Any]:
+        """Validate eagerly, then return the step generator."""
         t_start = time.perf_counter()
         plan = plan_request(self.target, input_ids, max_new_tokens, default_tokenizer=self.tokenizer, **kwargs)
+        return self._steps(plan, t_start)
+
+    def _steps(self, plan: RequestPlan, t_start: float) -> Generator[list[int], None, GenerationOutput]:
         target = self.target
         prompt_len = int(plan.prompt.numel())
         stats = DecodeStats(prompt_tokens=prompt_len)

@@ -9,7 +9,7 @@ what happened. The decoder composes parts; it knows no source by name.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,9 @@ from ..types import (
     TokenTree,
     Verdict,
 )
-from .request import plan_request
+from ..verify.speculative import check_stochastic_draft
+from .request import RequestPlan, plan_request
+from .stream import TokenStream
 from .target import TargetModel
 
 __all__ = ["SpeculativeDecoder", "DEFAULT_BUDGET"]
@@ -118,23 +120,17 @@ class SpeculativeDecoder:
         Keyword arguments: ``do_sample``, ``temperature``, ``top_k``, ``top_p``,
         ``min_p``, ``repetition_penalty``, ``seed`` (sampling, HF semantics);
         ``eos_token_id`` (int or list; defaults to the model's generation config),
-        ``stop_token_ids``, ``stop_strings`` + ``tokenizer``.
+        ``stop_token_ids``, ``stop_strings`` (+ ``tokenizer``).
         """
-        gen = self._run(input_ids, max_new_tokens, **kwargs)
-        while True:
-            try:
-                next(gen)
-            except StopIteration as stop:
-                return stop.value
+        return self.stream(input_ids, max_new_tokens, **kwargs).run()
 
-    def stream(self, input_ids: Any, max_new_tokens: int = 128, **kwargs: Any) -> Iterator[list[int]]:
-        """Yield the new token ids of each step as soon as they are verified."""
-        gen = self._run(input_ids, max_new_tokens, **kwargs)
-        while True:
-            try:
-                yield next(gen)
-            except StopIteration:
-                return
+    def stream(self, input_ids: Any, max_new_tokens: int = 128, **kwargs: Any) -> TokenStream:
+        """Iterate the new token ids step by step; ``.output`` holds the result at the end.
+
+        Arguments are validated before the first step runs, so a bad call fails here.
+        """
+        steps = self._run(input_ids, max_new_tokens, **kwargs)
+        return TokenStream(steps)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -159,19 +155,27 @@ class SpeculativeDecoder:
             f"({caps.draft_kind.value} drafts); use do_sample=False"
         )
 
-    def _run(self, input_ids: Any, max_new_tokens: int, **kwargs: Any) -> Iterator[list[int]]:
+    def _run(self, input_ids: Any, max_new_tokens: int, **kwargs: Any) -> Generator[list[int], None, Any]:
+        """Validate eagerly, then return the step generator."""
         t_start = time.perf_counter()
         plan = plan_request(self.target, input_ids, max_new_tokens, default_tokenizer=self.tokenizer, **kwargs)
-        prompt, sampling, stop, stop_ids, random = (
-            plan.prompt, plan.sampling, plan.stop, plan.stop_token_ids, plan.random
-        )
-        verifier = self._pick_verifier(sampling)
+        verifier = self._pick_verifier(plan.sampling)
         caps = self.source.capabilities
-        if sampling.do_sample and caps.draft_kind is DraftKind.STOCHASTIC and sampling.uses_context_processors:
+        if plan.sampling.do_sample and caps.draft_kind is DraftKind.STOCHASTIC and (
+            plan.sampling.uses_context_processors
+        ):
             raise UnsupportedSamplingError(
                 "repetition_penalty with a stochastic draft source is not supported losslessly; "
                 "drop repetition_penalty or use a deterministic source"
             )
+        return self._steps(plan, verifier, max_new_tokens, t_start)
+
+    def _steps(
+        self, plan: RequestPlan, verifier: Verifier, max_new_tokens: int, t_start: float
+    ) -> Generator[list[int], None, GenerationOutput]:
+        prompt, sampling, stop, stop_ids, random = (
+            plan.prompt, plan.sampling, plan.stop, plan.stop_token_ids, plan.random
+        )
         vocab = self.target.vocab_size
         target = self.target
         prompt_len = int(prompt.numel())
@@ -257,11 +261,25 @@ class SpeculativeDecoder:
     def _build_tree(self, draft: Draft, depth_limit: int) -> TokenTree:
         if draft.is_empty or depth_limit < 1 or self.budget < 1:
             return TokenTree.empty()
+        if self.source.capabilities.draft_kind is DraftKind.STOCHASTIC:
+            # Sampled candidates must reach the verifier unselected (see draftkit.verify.speculative).
+            check_stochastic_draft(draft, self.budget, depth_limit, self.source.name)
         tree = self.tree_builder.build(draft, self.budget, depth_limit)
         if not isinstance(tree, TokenTree):
             raise ContractViolationError(
                 f"tree builder {getattr(self.tree_builder, 'name', self.tree_builder)!r} returned "
                 f"{type(tree).__name__}, expected draftkit.TokenTree"
+            )
+        n = tree.size
+        if (
+            tree.parents.shape != (n,)
+            or tree.depths.shape != (n,)
+            or tree.ancestors.shape != (n, n)
+            or (n and (np.any(tree.parents >= np.arange(n)) or np.any(tree.parents < -1)))
+        ):
+            raise ContractViolationError(
+                f"tree builder {getattr(self.tree_builder, 'name', '?')!r} returned a malformed tree: "
+                "every parent index must be -1 or an earlier node; build trees with TokenTree.from_parents"
             )
         if tree.size > self.budget or tree.max_depth > depth_limit:
             raise ContractViolationError(

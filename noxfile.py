@@ -1,0 +1,77 @@
+"""Sessions for tests, lint, plugins, benchmarks and demo-model training.
+
+Default sessions (run by ``nox`` with no arguments, and by CI): ``tests``
+(Numba JIT on), ``tests_nojit`` (``NUMBA_DISABLE_JIT=1``: the plain-Python
+reference implementations), ``plugins`` (every package under ``plugins/``) and
+``lint``. Slow sessions (``bench``, ``train_demo``) only run when named.
+
+Every session installs the CPU build of torch *first*: any other torch spec can
+pull a multi-GB CUDA build.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests", "tests_nojit", "plugins", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+
+TORCH = "torch==2.13.0"
+ROOT = Path(__file__).parent
+THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def install_project(session: nox.Session, *extras: str) -> None:
+    session.install(TORCH)
+    spec = f".[{','.join(extras)}]" if extras else "."
+    session.install("-e", spec)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite with Numba kernels compiled."""
+    install_project(session, "dev")
+    session.run("pytest", "-q", *session.posargs, env=THREADS)
+
+
+@nox.session
+def tests_nojit(session: nox.Session) -> None:
+    """The test suite on the plain-Python reference path of every Numba kernel."""
+    install_project(session, "dev")
+    session.run("pytest", "-q", *session.posargs, env={**THREADS, "NUMBA_DISABLE_JIT": "1"})
+
+
+@nox.session
+def plugins(session: nox.Session) -> None:
+    """Install every plugin package under plugins/ and run its own tests."""
+    packages = sorted(p for p in (ROOT / "plugins").glob("*") if (p / "pyproject.toml").exists())
+    if not packages:
+        session.skip("no plugin packages under plugins/")
+    install_project(session, "dev")
+    for pkg in packages:
+        session.install("-e", str(pkg))
+    for pkg in packages:
+        if (pkg / "tests").exists():
+            session.run("pytest", "-q", str(pkg / "tests"), env=THREADS)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", "src", "tests", "plugins", "benchmarks", "examples", "noxfile.py")
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """The full benchmark on the shipped demo model (minutes)."""
+    install_project(session, "bench")
+    session.run("draftkit", "bench", *session.posargs, env=THREADS)
+
+
+@nox.session(default=False)
+def train_demo(session: nox.Session) -> None:
+    """Train the demo target and draft models (about two hours on two cores; resumable)."""
+    install_project(session)
+    session.run("python", "-m", "draftkit.demo.train", *session.posargs)

@@ -1,0 +1,202 @@
+"""The ``draftkit`` command line.
+
+Each subcommand is a small function; heavy imports (torch, transformers, the
+sources) happen inside them so ``draftkit --help`` answers instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import DraftkitError
+
+__all__ = ["main", "build_parser", "load_model_and_tokenizer", "resolve_model_path"]
+
+EPILOG = """\
+examples:
+  draftkit generate --model demo --source aded "def fibonacci(n):"
+  draftkit plugins
+  draftkit bench                      # every source vs plain decoding on the demo model
+"""
+
+
+def resolve_model_path(name: str) -> Path:
+    """``demo`` (or ``demo-draft``) means the shipped demo models; anything else is a folder."""
+    if name in ("demo", "demo-target", "demo-draft"):
+        from .demo import demo_model_path
+
+        path = demo_model_path("draft" if name == "demo-draft" else "target")
+        if not (path / "config.json").exists():
+            raise DraftkitError(
+                f"the demo model is not present at {path}; train it with `nox -s train_demo` "
+                "or pass --model PATH to a Hugging Face model folder"
+            )
+        return path
+    path = Path(name).expanduser()
+    if not (path / "config.json").exists():
+        raise DraftkitError(
+            f"{name!r} is not a model folder (no config.json); pass a local Hugging Face model folder "
+            "or 'demo' (model hubs are not used by draftkit's CLI)"
+        )
+    return path
+
+
+def load_model_and_tokenizer(name: str, dtype: str = "float32") -> tuple[Any, Any]:
+    """Load with the ordinary ``from_pretrained(path)`` calls."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(name)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return model, tokenizer
+
+
+def _parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values are parsed as JSON when possible (numbers, booleans)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise DraftkitError(f"--source-option expects key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key] = raw
+    return options
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .engine import SpeculativeDecoder
+
+    torch.set_num_threads(args.threads) if args.threads else None
+    model, tokenizer = load_model_and_tokenizer(args.model, args.dtype)
+    prompt = args.prompt if args.prompt != "-" else sys.stdin.read()
+    input_ids = tokenizer(prompt, return_tensors="pt").input_ids
+    if input_ids.numel() == 0 and tokenizer.bos_token_id is not None:
+        input_ids = torch.tensor([[tokenizer.bos_token_id]])
+    decoder = SpeculativeDecoder(
+        model,
+        source=args.source,
+        tree=args.tree,
+        budget=args.budget,
+        tokenizer=tokenizer,
+        source_options=_parse_options(args.source_option) or None,
+    )
+    sampling = {}
+    if args.temperature is not None or args.top_p is not None or args.top_k is not None:
+        sampling = dict(do_sample=True, temperature=args.temperature or 1.0, top_p=args.top_p,
+                        top_k=args.top_k, seed=args.seed)
+    new_ids: list[int] = []
+    shown = ""
+    sys.stdout.write(prompt)
+    stream = decoder.stream(input_ids, args.max_new_tokens, stop_strings=args.stop or None, **sampling)
+    for chunk in stream:
+        new_ids.extend(chunk)
+        text = tokenizer.decode(new_ids, skip_special_tokens=True)
+        if text.startswith(shown) and not text.endswith("\ufffd"):
+            sys.stdout.write(text[len(shown):])
+            sys.stdout.flush()
+            shown = text
+    text = tokenizer.decode(new_ids, skip_special_tokens=True)
+    if text.startswith(shown):
+        sys.stdout.write(text[len(shown):])
+    sys.stdout.write("\n")
+    s = stream.output.stats
+    print(
+        f"[{decoder.source.name}] {s.emitted} tokens in {s.steps} steps, "
+        f"{s.mean_accepted_tokens:.2f} tokens/step, acceptance {s.acceptance_rate:.1%}, "
+        f"{s.tokens_per_second:.1f} tokens/s (draft {s.time_draft:.3f}s, verify {s.time_verify:.3f}s, "
+        f"other {s.time_other:.3f}s), finish: {s.finish_reason}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .plugins import build_registry
+
+    registry = build_registry()
+    rows = [(p.kind, p.name, p.plugin, p.distribution) for p in registry.all_parts()]
+    if args.json:
+        print(json.dumps({
+            "parts": [dict(zip(("kind", "name", "plugin", "package"), r, strict=True)) for r in rows],
+            "failures": [f.__dict__ for f in registry.failures],
+        }, indent=2))
+        return 0
+    widths = [max(len(str(r[i])) for r in rows + [("kind", "name", "plugin", "package")]) for i in range(4)]
+    header = ("kind", "name", "plugin", "package")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+    for f in registry.failures:
+        print(f"FAILED plugin {f.plugin!r} (package {f.distribution}) at {f.stage}: {f.error}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="draftkit",
+        description="Lossless speculative decoding for Hugging Face causal LMs: drafts are proposed "
+        "by pluggable sources and verified by the model itself, so the output is exactly what plain "
+        "decoding produces, only faster.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    gen = sub.add_parser(
+        "generate", help="stream a completion and print decoding statistics",
+        description="Generate a continuation of PROMPT with speculative decoding, streaming the text to "
+        "stdout and the statistics (tokens per step, acceptance, time split) to stderr.",
+    )
+    gen.add_argument("prompt", help="prompt text, or - to read it from stdin")
+    gen.add_argument("--model", default="demo", help="model folder, or 'demo' for the shipped demo model")
+    gen.add_argument("--source", default="pld", help="draft source name (see `draftkit plugins`)")
+    gen.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
+                     help="option passed to the source factory (repeatable), e.g. path=matrix.aded")
+    gen.add_argument("--tree", default="trie", help="tree builder: trie or chain")
+    gen.add_argument("--budget", type=int, default=32, help="draft nodes verified per step")
+    gen.add_argument("--max-new-tokens", type=int, default=128)
+    gen.add_argument("--temperature", type=float, help="sample with this temperature (default: greedy)")
+    gen.add_argument("--top-p", type=float)
+    gen.add_argument("--top-k", type=int)
+    gen.add_argument("--seed", type=int, default=0, help="seed of the sampling stream")
+    gen.add_argument("--stop", action="append", help="stop string (repeatable)")
+    gen.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float64"])
+    gen.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    gen.set_defaults(func=cmd_generate)
+
+    plug = sub.add_parser(
+        "plugins", help="list every source, tree builder and verifier with the package providing it",
+        description="List the registered parts and any plugin that failed to load.",
+    )
+    plug.add_argument("--json", action="store_true", help="machine-readable output")
+    plug.set_defaults(func=cmd_plugins)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except DraftkitError as exc:
+        print(f"draftkit: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

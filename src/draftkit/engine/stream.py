@@ -1,0 +1,50 @@
+"""An iterator over the token chunks of one generation, with the final result."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+
+from ..types import GenerationOutput
+
+__all__ = ["TokenStream"]
+
+
+class TokenStream(Iterator[list[int]]):
+    """Yields the new token ids of each decoding step as soon as they are verified.
+
+    After the iteration ends, :attr:`output` holds the same
+    :class:`~draftkit.types.GenerationOutput` that ``generate()`` returns
+    (sequences and statistics). Closing the stream early (``break``) frees the
+    request's KV cache.
+    """
+
+    def __init__(self, steps: Generator[list[int], None, GenerationOutput]) -> None:
+        self._steps = steps
+        self._output: GenerationOutput | None = None
+
+    def __iter__(self) -> TokenStream:
+        return self
+
+    def __next__(self) -> list[int]:
+        if self._output is not None:
+            raise StopIteration
+        try:
+            return next(self._steps)
+        except StopIteration as stop:
+            self._output = stop.value
+            raise StopIteration from None
+
+    def close(self) -> None:
+        self._steps.close()
+
+    @property
+    def output(self) -> GenerationOutput:
+        if self._output is None:
+            raise RuntimeError("the stream has not finished yet; iterate it to the end first")
+        return self._output
+
+    def run(self) -> GenerationOutput:
+        """Consume the remaining steps and return the result."""
+        for _ in self:
+            pass
+        return self.output

@@ -1,0 +1,171 @@
+"""Bad input: each case raises its own exception with a message saying what to do."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import draftkit
+from draftkit.errors import (
+    BatchSizeError,
+    ContractViolationError,
+    EmptyPromptError,
+    IncompatiblePartsError,
+    InvalidInputError,
+    PromptTooLongError,
+    UnknownPartError,
+    UnsupportedModelError,
+)
+from draftkit.testing.sources import ScriptedSource
+from draftkit.types import Draft, TokenTree
+from helpers import cached_model
+
+
+@pytest.fixture
+def model():
+    return cached_model("llama")
+
+
+def test_empty_prompt(model):
+    with pytest.raises(EmptyPromptError, match="at least one token"):
+        draftkit.SpeculativeDecoder(model).generate(torch.zeros((1, 0), dtype=torch.long))
+    with pytest.raises(EmptyPromptError):
+        draftkit.PlainDecoder(model).generate([[]])
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True])
+def test_max_new_tokens_below_one(model, bad):
+    with pytest.raises(InvalidInputError, match="max_new_tokens"):
+        draftkit.SpeculativeDecoder(model).generate([[1, 2]], max_new_tokens=bad)
+
+
+def test_prompt_longer_than_context():
+    model = cached_model("gpt2", context=32)
+    with pytest.raises(PromptTooLongError, match="context window is 32"):
+        draftkit.SpeculativeDecoder(model).generate([list(range(33))], max_new_tokens=4)
+
+
+def test_batch_size_above_one(model):
+    with pytest.raises(BatchSizeError, match="one sequence at a time"):
+        draftkit.SpeculativeDecoder(model).generate(torch.ones((2, 3), dtype=torch.long))
+
+
+def test_prompt_ids_outside_vocabulary(model):
+    with pytest.raises(InvalidInputError, match="outside the model's vocabulary"):
+        draftkit.SpeculativeDecoder(model).generate([[1, 500]])
+
+
+def test_float_prompt(model):
+    with pytest.raises(InvalidInputError, match="integer token ids"):
+        draftkit.SpeculativeDecoder(model).generate(torch.ones((1, 3)))
+
+
+def test_unknown_part_names_list_the_known_ones(model):
+    with pytest.raises(UnknownPartError, match="known sources: .*pld"):
+        draftkit.SpeculativeDecoder(model, source="no-such-source")
+    with pytest.raises(UnknownPartError, match="known tree builders: chain, trie"):
+        draftkit.SpeculativeDecoder(model, tree="bush")
+    with pytest.raises(UnknownPartError, match="known verifiers: .*greedy"):
+        draftkit.SpeculativeDecoder(model, verifier="maybe")
+
+
+def test_draft_ids_outside_vocabulary_name_the_source(model):
+    source = ScriptedSource(lambda req: Draft.chain([1, 4000]), name="bad-ids")
+    with pytest.raises(ContractViolationError, match="source 'bad-ids' drafted token id 4000"):
+        draftkit.SpeculativeDecoder(model, source=source).generate([[1, 2]], max_new_tokens=5)
+
+
+def test_tree_builder_breaking_its_contract(model):
+    class BackwardsBuilder:
+        name = "backwards"
+
+        def build(self, draft, max_nodes, max_depth):
+            tree = TokenTree.from_parents([1, 2], [-1, 0])
+            # Bypass validation the way a careless builder might.
+            return TokenTree(tree.tokens, np.array([1, -1]), tree.depths, tree.ancestors)
+
+    with pytest.raises(ContractViolationError, match="'backwards' returned a malformed tree"):
+        draftkit.SpeculativeDecoder(model, tree=BackwardsBuilder()).generate([[1, 2, 1, 2]], max_new_tokens=4)
+
+
+def test_tree_builder_over_budget(model):
+    class Greedy:
+        name = "greedy-builder"
+
+        def build(self, draft, max_nodes, max_depth):
+            return TokenTree.from_parents([1] * (max_nodes + 1), [-1] + list(range(max_nodes)))
+
+    with pytest.raises(ContractViolationError, match="over the budget"):
+        draftkit.SpeculativeDecoder(model, tree=Greedy(), budget=3).generate([[1, 2, 1, 2]], max_new_tokens=20)
+
+
+def test_source_without_methods_is_refused(model):
+    class NotASource:
+        name = "nope"
+
+    with pytest.raises(ContractViolationError, match="lacks propose"):
+        draftkit.SpeculativeDecoder(model, source=NotASource())
+
+
+def test_greedy_verifier_refuses_sampling(model):
+    decoder = draftkit.SpeculativeDecoder(model, verifier="greedy")
+    with pytest.raises(IncompatiblePartsError, match="verifier=None"):
+        decoder.generate([[1, 2]], max_new_tokens=3, do_sample=True, seed=1)
+
+
+def test_stop_strings_need_a_tokenizer(model):
+    with pytest.raises(InvalidInputError, match="tokenizer"):
+        draftkit.SpeculativeDecoder(model).generate([[1, 2]], max_new_tokens=3, stop_strings=["x"])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"temperature": 0.0}, "temperature"),
+    ({"top_p": 1.5}, "top_p"),
+    ({"top_k": 0}, "top_k"),
+])
+def test_bad_sampling_parameters(model, kwargs, match):
+    with pytest.raises(InvalidInputError, match=match):
+        draftkit.SpeculativeDecoder(model).generate([[1, 2]], max_new_tokens=3, do_sample=True, **kwargs)
+
+
+def test_encoder_decoder_model_is_refused():
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    cfg = T5Config(vocab_size=50, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2)
+    with pytest.raises(UnsupportedModelError, match="encoder-decoder"):
+        draftkit.SpeculativeDecoder(T5ForConditionalGeneration(cfg))
+
+
+def test_model_without_lm_head_is_refused():
+    from transformers import LlamaConfig, LlamaModel
+
+    cfg = LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1)
+    with pytest.raises(UnsupportedModelError, match="AutoModelForCausalLM"):
+        draftkit.SpeculativeDecoder(LlamaModel(cfg))
+
+
+def test_not_a_model_is_refused():
+    with pytest.raises(UnsupportedModelError, match="not a Hugging Face model"):
+        draftkit.SpeculativeDecoder(torch.nn.Linear(3, 3))
+
+
+def test_recurrent_model_is_refused():
+    """Mamba's state cannot be cut back to a tree path: refused at construction."""
+    from transformers import MambaConfig, MambaForCausalLM
+
+    cfg = MambaConfig(vocab_size=50, hidden_size=16, state_size=4, num_hidden_layers=1, expand=2)
+    with pytest.raises(UnsupportedModelError, match="MambaForCausalLM"):
+        draftkit.SpeculativeDecoder(MambaForCausalLM(cfg))
+
+
+def test_sliding_window_past_the_window_is_refused():
+    from transformers import MistralConfig, MistralForCausalLM
+
+    cfg = MistralConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, num_key_value_heads=1, sliding_window=8,
+                        max_position_embeddings=128)
+    decoder = draftkit.SpeculativeDecoder(MistralForCausalLM(cfg))
+    with pytest.raises(UnsupportedModelError, match="sliding attention window"):
+        decoder.generate([[1, 2, 3]], max_new_tokens=10)

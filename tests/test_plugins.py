@@ -1,0 +1,133 @@
+"""Plugin discovery through real entry points, including broken plugins.
+
+The plugins are real installed distributions: each test writes a ``.dist-info``
+folder with an ``entry_points.txt`` onto ``sys.path``, which is exactly what
+``pip install`` produces, so ``importlib.metadata`` finds them the normal way.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import draftkit
+from draftkit.plugins import build_registry
+from helpers import cached_model
+
+GOOD_PLUGIN = '''
+import numpy as np
+import draftkit
+from draftkit.types import Draft, SourceCapabilities
+
+
+class Repeat:
+    """Drafts the last token repeated: a trivial but real source."""
+    name = "repeat"
+    capabilities = SourceCapabilities()
+
+    def __init__(self, length=3):
+        self.length = length
+
+    def begin(self, prompt):
+        pass
+
+    def propose(self, request):
+        return Draft.chain([int(request.context[-1])] * min(self.length, request.max_depth))
+
+    def observe(self, feedback):
+        pass
+
+    def reset(self):
+        pass
+
+
+@draftkit.hookimpl
+def draftkit_register_sources(register):
+    register("repeat", Repeat)
+'''
+
+
+def install_plugin(root: Path, dist: str, entry: str, module: str, code: str) -> None:
+    (root / f"{module}.py").write_text(textwrap.dedent(code))
+    info = root / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[draftkit]\n{entry} = {module}\n")
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("DRAFTKIT_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    return tmp_path
+
+
+def test_builtin_parts_are_registered_as_a_plugin():
+    registry = build_registry(load_entry_points=False)
+    info = registry.info("source", "pld")
+    assert info.plugin == "draftkit.builtin" and info.distribution == "draftkit"
+    assert {"chain", "trie"} <= set(registry.names("tree builder"))
+    assert "greedy" in registry.names("verifier")
+
+
+def test_entry_point_plugin_is_found_and_works_in_the_engine(site):
+    install_plugin(site, "draftkit-repeat", "repeat", "dk_repeat_plugin", GOOD_PLUGIN)
+    registry = build_registry()
+    info = registry.info("source", "repeat")
+    assert info.plugin == "repeat" and info.distribution == "draftkit-repeat"
+    model = cached_model("llama")
+    out = draftkit.SpeculativeDecoder(model, source="repeat", registry=registry,
+                                      source_options={"length": 4}).generate([[1, 2, 3]], max_new_tokens=12)
+    plain = draftkit.PlainDecoder(model).generate([[1, 2, 3]], max_new_tokens=12)
+    assert out.sequences.tolist() == plain.sequences.tolist()
+    assert out.stats.drafted > 0
+
+
+def test_plugin_that_fails_to_import_is_reported_and_others_work(site):
+    install_plugin(site, "draftkit-broken", "broken", "dk_broken_plugin", "raise ImportError('no numpy 9')\n")
+    install_plugin(site, "draftkit-repeat", "repeat", "dk_repeat_plugin2", GOOD_PLUGIN)
+    with pytest.warns(UserWarning, match="'broken' .*draftkit-broken.*no numpy 9"):
+        registry = build_registry()
+    assert [f.plugin for f in registry.failures] == ["broken"]
+    assert registry.failures[0].stage == "import"
+    assert "repeat" in registry.names("source") and "pld" in registry.names("source")
+    with pytest.raises(draftkit.UnknownPartError, match="failed to load: broken"):
+        registry.info("source", "something-from-broken")
+
+
+def test_plugin_that_raises_while_registering_is_dropped_whole(site):
+    code = GOOD_PLUGIN + '''
+
+@draftkit.hookimpl
+def draftkit_register_tree_builders(register):
+    raise RuntimeError("bad config")
+'''
+    install_plugin(site, "draftkit-half", "half", "dk_half_plugin", code)
+    with pytest.warns(UserWarning, match="'half'.*bad config"):
+        registry = build_registry()
+    assert registry.failures[0].plugin == "half"
+    assert "repeat" not in registry.names("source")  # half a plugin is worse than none
+    assert "pld" in registry.names("source")
+
+
+def test_block_list_and_autoload_switch(site, monkeypatch):
+    install_plugin(site, "draftkit-repeat", "repeat", "dk_repeat_plugin3", GOOD_PLUGIN)
+    monkeypatch.setenv("DRAFTKIT_BLOCK_PLUGINS", "repeat")
+    assert "repeat" not in build_registry().names("source")
+    monkeypatch.delenv("DRAFTKIT_BLOCK_PLUGINS")
+    monkeypatch.setenv("DRAFTKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
+    assert "repeat" not in build_registry().names("source")
+
+
+def test_import_draftkit_loads_no_plugin():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, draftkit; "
+        "assert 'draftkit.sources.aded' not in sys.modules; "
+        "assert draftkit.plugins.default_registry.cache_info().currsize == 0"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

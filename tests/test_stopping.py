@@ -1,0 +1,70 @@
+"""Stop tokens and stop strings behave like Hugging Face ``generate``."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import draftkit
+from draftkit.engine.stopping import StopStringMatcher
+from draftkit.testing.sources import OracleSource
+from draftkit.testing.tokenizers import char_tokenizer
+from helpers import cached_model, hf_greedy
+from strategies import architectures
+
+STOPS = ["\nd", "e", "in", "f(", "x y", "  ", "re", ":\n"]
+
+
+@functools.lru_cache(maxsize=1)
+def tokenizer():
+    return char_tokenizer()
+
+
+@given(
+    arch=architectures,
+    prompt=st.text(alphabet="abc defxy(in\n:re", min_size=1, max_size=20),
+    stops=st.lists(st.sampled_from(STOPS), min_size=1, max_size=3, unique=True),
+    max_new=st.integers(1, 40),
+    source=st.sampled_from(["pld", "oracle"]),
+)
+def test_stop_strings_match_hf_generate(arch, prompt, stops, max_new, source):
+    tok = tokenizer()
+    model = cached_model(arch, seed=1)
+    ids = tok(prompt, return_tensors="pt").input_ids
+    hf = model.generate(ids, max_new_tokens=max_new, do_sample=False, stop_strings=stops, tokenizer=tok,
+                        attention_mask=torch.ones_like(ids), pad_token_id=0)[0].tolist()
+    free = hf_greedy(model, ids[0].tolist(), max_new, None)
+    src = "pld" if source == "pld" else OracleSource(free)
+    out = draftkit.SpeculativeDecoder(model, source=src, budget=8).generate(
+        ids, max_new_tokens=max_new, stop_strings=stops, tokenizer=tok
+    )
+    assert out.sequences[0].tolist() == hf
+    plain = draftkit.PlainDecoder(model, tokenizer=tok).generate(ids, max_new_tokens=max_new, stop_strings=stops)
+    assert plain.sequences[0].tolist() == hf
+
+
+def test_matcher_overhangs_and_earlier_occurrences():
+    tok = tokenizer()
+    m = StopStringMatcher(tok, ["def"])
+    ids = tok.encode("xx de")
+    assert not m.completes_at(ids)
+    assert m.completes_at(ids + tok.encode("f"))  # completes across tokens
+    overhang = tok.convert_tokens_to_ids("f(")  # one token that runs past the stop string's end
+    assert m.completes_at(ids + [overhang])
+    assert not m.completes_at(tok.encode("def") + tok.encode("a"))  # already complete before
+
+
+def test_stop_token_ids_end_generation_like_eos():
+    model = cached_model("qwen2")
+    prompt = [4, 5, 6]
+    free = hf_greedy(model, prompt, 20, None)
+    stop_tok = free[len(prompt) + 3]
+    out = draftkit.SpeculativeDecoder(model, source=OracleSource(free)).generate(
+        [prompt], max_new_tokens=20, stop_token_ids=[stop_tok]
+    )
+    first = free.index(stop_tok, len(prompt))
+    assert out.sequences[0].tolist() == free[: first + 1]
+    assert out.stats.finish_reason == "eos"
