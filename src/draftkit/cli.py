@@ -30,7 +30,10 @@ def resolve_model_path(name: str) -> Path:
     if name in ("demo", "demo-target", "demo-draft"):
         from .demo import demo_model_path
 
-        path = demo_model_path("draft" if name == "demo-draft" else "target")
+        try:
+            path = demo_model_path("draft" if name == "demo-draft" else "target")
+        except FileNotFoundError as exc:
+            raise DraftkitError(str(exc)) from exc
         if not (path / "config.json").exists():
             raise DraftkitError(
                 f"the demo model is not present at {path}; train it with `nox -s train_demo` "
@@ -141,6 +144,63 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from .bench.methods import GenSettings
+    from .bench.prompts import load_prompt_set
+    from .bench.report import format_table, write_answers, write_chart, write_results
+    from .bench.runner import BenchConfig, run_benchmark
+    from .bench.setup import build_methods
+    from .plugins import build_registry
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, tokenizer = load_model_and_tokenizer(args.model, args.dtype)
+    draft_model = None
+    draft_name = args.draft_model or ("demo-draft" if args.model == "demo" else None)
+    if draft_name:
+        draft_model, _ = load_model_and_tokenizer(draft_name, args.dtype)
+    prompts = load_prompt_set(args.prompts, args.limit)
+    registry = build_registry()
+    names = [n.strip() for n in args.methods.split(",")] if args.methods else None
+    corpus_sources = {}
+    if not args.no_corpus:
+        from .bench.corpus import corpus_sources_for
+
+        corpus_sources = corpus_sources_for(tokenizer, registry, cache_dir=args.cache_dir)
+    methods = build_methods(model, tokenizer, names, registry=registry, draft_model=draft_model,
+                            budget=args.budget, corpus_sources=corpus_sources,
+                            warn=lambda m: print(m, file=sys.stderr))
+    sampling = args.temperature is not None or args.top_p is not None
+    settings = GenSettings(max_new_tokens=args.max_new_tokens, do_sample=sampling,
+                           temperature=args.temperature or 1.0, top_p=args.top_p, seed=args.seed)
+    config = BenchConfig(settings=settings, repeats=args.repeats)
+
+    def encode(text: str) -> torch.Tensor:
+        ids = tokenizer(text, return_tensors="pt").input_ids
+        return ids if ids.numel() else torch.tensor([[tokenizer.eos_token_id]])
+
+    print(f"draftkit bench: {len(prompts)} prompts ({args.prompts}), {len(methods)} methods "
+          f"({', '.join(m.name for m in methods)}), {args.max_new_tokens} new tokens, "
+          f"{'sampling' if sampling else 'greedy'}, repeats {args.repeats}", file=sys.stderr)
+    result = run_benchmark(methods, prompts, encode, config, progress=not args.quiet)
+    table = format_table(result)
+    print(table)
+    out = Path(args.out)
+    meta = {"model": args.model, "prompts": args.prompts, "n_prompts": len(prompts),
+            "command": "draftkit " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("draftkit") else None}
+    path = write_results(result, out, meta)
+    write_answers(result, out, lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
+    chart = None if args.no_chart else write_chart(
+        result, out, f"draftkit bench: {args.model}, {args.prompts} ({len(prompts)} prompts), "
+        f"{args.max_new_tokens} new tokens, {'sampling' if sampling else 'greedy'}")
+    (out / "table.txt").write_text(table + "\n")
+    print(f"results: {path}" + (f", chart: {chart}" if chart else ""), file=sys.stderr)
+    failed = [s for s in result.summaries if s.mismatches and s.kind == "draftkit"]
+    return 1 if failed and args.strict else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="draftkit",
@@ -173,6 +233,42 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float64"])
     gen.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     gen.set_defaults(func=cmd_generate)
+
+    bench = sub.add_parser(
+        "bench", help="benchmark every draft source against plain decoding and HF generate",
+        description="Run plain decoding, Hugging Face generate (plain, prompt lookup, assisted) and one "
+        "speculative decoder per registered source side by side on the same prompts, in one process. "
+        "Reports tokens/s, speedup over the faster plain baseline (median of per-prompt ratios), mean "
+        "accepted tokens per step, acceptance, time split, peak memory and the share of outputs ending "
+        "in a repetition loop, and checks that greedy outputs are token-identical to plain decoding. "
+        "Writes results.json, Spec-Bench-style answers/*.jsonl, table.txt and chart.png to --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    bench.add_argument("--model", default="demo", help="model folder, or 'demo'")
+    bench.add_argument("--draft-model", help="draft model folder for hf-assisted (default: the demo draft "
+                       "model with --model demo)")
+    bench.add_argument("--prompts", default="quick",
+                       help="quick (20 HumanEval), humaneval (164), stdlib (held-out library files), mixed, "
+                       "or a Spec-Bench question.jsonl")
+    bench.add_argument("--limit", type=int, help="use at most this many prompts")
+    bench.add_argument("--methods", help="comma-separated subset, e.g. plain,hf,pld,aded (default: all)")
+    bench.add_argument("--max-new-tokens", type=int, default=128)
+    bench.add_argument("--temperature", type=float, help="sample at this temperature (default: greedy)")
+    bench.add_argument("--top-p", type=float, help="nucleus sampling (implies sampling)")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--repeats", type=int, default=1, help="runs per prompt and method; the median counts")
+    bench.add_argument("--budget", type=int, help="draft nodes per step for every source (default: the "
+                       "decoder's default)")
+    bench.add_argument("--out", default="bench-results", help="output folder")
+    bench.add_argument("--cache-dir", default=None, help="where corpus artefacts (ADED matrix, retrieval "
+                       "store) are cached (default: ~/.cache/draftkit)")
+    bench.add_argument("--no-corpus", action="store_true", help="do not build corpus-backed sources")
+    bench.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float64"])
+    bench.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    bench.add_argument("--no-chart", action="store_true")
+    bench.add_argument("--strict", action="store_true", help="exit 1 if a draftkit output differs")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.set_defaults(func=cmd_bench)
 
     plug = sub.add_parser(
         "plugins", help="list every source, tree builder and verifier with the package providing it",

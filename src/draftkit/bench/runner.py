@@ -1,0 +1,223 @@
+"""Run methods side by side and summarise them.
+
+Method: every prompt is run by every method before the next prompt starts
+(interleaving spreads machine noise over all methods alike); each (prompt,
+method) pair runs ``repeats`` times and its median wall time is kept. Speedup is
+the median over prompts of the per-token time ratio against the faster plain
+baseline (draftkit's loop or HF ``generate``, whichever was faster overall).
+Greedy outputs are compared token for token with draftkit's plain baseline.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .loops import ends_in_loop
+from .methods import GenSettings, Method, RunResult
+from .prompts import PromptCase
+
+__all__ = ["BenchConfig", "PromptRun", "MethodSummary", "BenchResult", "run_benchmark", "summarise"]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    settings: GenSettings = GenSettings()
+    repeats: int = 1
+    warmup: bool = True
+    reference: str = "plain"  #: method whose outputs the others must match
+
+
+@dataclass
+class PromptRun:
+    prompt: PromptCase
+    method: str
+    result: RunResult  #: of the first repeat (tokens, step counters)
+    wall_times: list[float]
+    peak_rss_mb: float | None
+    match: bool | None = None  #: greedy output identical to the reference
+    first_divergence: int | None = None
+    loops: bool = False
+
+    @property
+    def median_time(self) -> float:
+        return statistics.median(self.wall_times)
+
+
+@dataclass
+class MethodSummary:
+    name: str
+    kind: str
+    prompts: int
+    new_tokens: int
+    total_time: float
+    tokens_per_second: float
+    speedup: float | None  #: median per-prompt ratio vs the faster plain baseline
+    mean_accepted_tokens: float | None  #: tokens per target step, bonus included (plain = 1.00)
+    acceptance_rate: float | None
+    time_draft: float | None
+    time_verify: float | None
+    time_other: float | None
+    peak_rss_mb: float | None
+    loop_share: float
+    mismatches: list[dict[str, Any]] = field(default_factory=list)
+    by_category: dict[str, dict[str, float | None]] = field(default_factory=dict)
+
+
+@dataclass
+class BenchResult:
+    config: BenchConfig
+    baseline: str
+    summaries: list[MethodSummary]
+    runs: list[PromptRun]
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _first_divergence(a: Sequence[int], b: Sequence[int]) -> int | None:
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def run_benchmark(
+    methods: Sequence[Method],
+    prompts: Sequence[PromptCase],
+    encode: Callable[[str], torch.Tensor],
+    config: BenchConfig,
+    progress: bool = True,
+) -> BenchResult:
+    """Run every method on every prompt and summarise."""
+    from tqdm.auto import tqdm
+
+    encoded = [encode(p.text) for p in prompts]
+    if config.warmup and prompts:
+        warm = GenSettings(max_new_tokens=min(8, config.settings.max_new_tokens))
+        for m in methods:
+            m.run(encoded[0], warm)
+    runs: list[PromptRun] = []
+    total = len(prompts) * len(methods) * config.repeats
+    bar = tqdm(total=total, desc="bench", unit="run", disable=not progress, dynamic_ncols=True)
+    for case, ids in zip(prompts, encoded, strict=True):
+        settings = GenSettings(
+            max_new_tokens=config.settings.max_new_tokens,
+            stop_strings=case.stop_strings,
+            do_sample=config.settings.do_sample,
+            temperature=config.settings.temperature,
+            top_p=config.settings.top_p,
+            seed=config.settings.seed,
+        )
+        for m in methods:
+            bar.set_postfix_str(f"{m.name} {case.id}")
+            times: list[float] = []
+            first: RunResult | None = None
+            tracking = _reset_peak_rss()
+            for _ in range(config.repeats):
+                res = m.run(ids, settings)
+                times.append(res.wall_time)
+                first = first or res
+                bar.update(1)
+            assert first is not None
+            runs.append(PromptRun(case, m.name, first, times, _peak_rss_mb() if tracking else None,
+                                  loops=ends_in_loop(first.new_tokens)))
+    bar.close()
+    reference = {r.prompt.id: r.result.new_tokens for r in runs if r.method == config.reference}
+    for r in runs:
+        ref = reference.get(r.prompt.id)
+        if ref is not None and r.method != config.reference:
+            div = _first_divergence(r.result.new_tokens, ref)
+            r.match, r.first_divergence = div is None, div
+    return summarise(methods, runs, config)
+
+
+def _ratio_median(num: dict[str, float], den: dict[str, float]) -> float | None:
+    ratios = [num[k] / den[k] for k in num if k in den and den[k] > 0]
+    return statistics.median(ratios) if ratios else None
+
+
+def _summarise_runs(name: str, kind: str, runs: list[PromptRun], base_tpt: dict[str, float],
+                    greedy: bool) -> MethodSummary:
+    tokens = sum(len(r.result.new_tokens) for r in runs)
+    total_time = sum(r.median_time for r in runs)
+    tpt = {r.prompt.id: r.median_time / max(1, len(r.result.new_tokens)) for r in runs}
+    steps = [r.result.steps for r in runs]
+    known = all(s is not None for s in steps) and runs
+    mat = acc = None
+    split: list[float | None] = [None, None, None]
+    if known:
+        total_steps = sum(s for s in steps if s is not None)
+        mat = tokens / total_steps if total_steps else None
+        drafted = sum(r.result.drafted or 0 for r in runs)
+        accepted = sum(r.result.accepted or 0 for r in runs)
+        acc = accepted / drafted if drafted else None
+        split = [sum(getattr(r.result, f) or 0.0 for r in runs) for f in ("time_draft", "time_verify", "time_other")]
+    rss = [r.peak_rss_mb for r in runs if r.peak_rss_mb is not None]
+    mismatches = [
+        {"prompt": r.prompt.id, "first_divergent_position": r.first_divergence}
+        for r in runs if greedy and r.match is False
+    ]
+    return MethodSummary(
+        name=name,
+        kind=kind,
+        prompts=len(runs),
+        new_tokens=tokens,
+        total_time=total_time,
+        tokens_per_second=tokens / total_time if total_time else 0.0,
+        speedup=_ratio_median(base_tpt, tpt),
+        mean_accepted_tokens=mat,
+        acceptance_rate=acc,
+        time_draft=split[0],
+        time_verify=split[1],
+        time_other=split[2],
+        peak_rss_mb=max(rss) if rss else None,
+        loop_share=sum(r.loops for r in runs) / len(runs) if runs else 0.0,
+        mismatches=mismatches,
+    )
+
+
+def summarise(methods: Sequence[Method], runs: list[PromptRun], config: BenchConfig) -> BenchResult:
+    by_method: dict[str, list[PromptRun]] = {m.name: [] for m in methods}
+    for r in runs:
+        by_method[r.method].append(r)
+    baselines = [m.name for m in methods if m.kind == "baseline" or m.name == "hf"]
+    if not baselines:
+        baselines = [methods[0].name]
+    baseline = min(baselines, key=lambda n: sum(r.median_time for r in by_method[n]))
+    greedy = not config.settings.do_sample
+    summaries = []
+    for m in methods:
+        mruns = by_method[m.name]
+        base_tpt = {r.prompt.id: r.median_time / max(1, len(r.result.new_tokens)) for r in by_method[baseline]}
+        summary = _summarise_runs(m.name, m.kind, mruns, base_tpt, greedy)
+        for cat in sorted({r.prompt.category for r in mruns}):
+            sub = _summarise_runs(m.name, m.kind, [r for r in mruns if r.prompt.category == cat], base_tpt, greedy)
+            summary.by_category[cat] = {
+                "speedup": sub.speedup,
+                "tokens_per_second": sub.tokens_per_second,
+                "mean_accepted_tokens": sub.mean_accepted_tokens,
+                "loop_share": sub.loop_share,
+            }
+        summaries.append(summary)
+    return BenchResult(config, baseline, summaries, runs)

@@ -1,0 +1,68 @@
+"""Build the list of benchmark methods for a model.
+
+Peers: draftkit's plain loop, HF ``generate`` (plain, prompt lookup, assisted
+with a draft model). draftkit: one decoder per registered source with its
+default tree and verifier; sources that need a corpus (an ADED matrix, a
+retrieval datastore) get one built from the demo corpus by :mod:`.corpus`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..errors import DraftkitError
+from .methods import DraftkitMethod, HFMethod, Method, PlainMethod
+
+__all__ = ["PEERS", "build_methods"]
+
+PEERS = ("plain", "hf", "hf-pld", "hf-assisted")
+
+
+def build_methods(
+    model: Any,
+    tokenizer: Any,
+    names: Sequence[str] | None,
+    *,
+    registry: Any,
+    draft_model: Any = None,
+    budget: int | None = None,
+    corpus_sources: dict[str, Callable[[], Any]] | None = None,
+    warn: Callable[[str], None] = print,
+) -> list[Method]:
+    """``names=None`` means every peer and every registered source."""
+    from ..engine import PlainDecoder, SpeculativeDecoder
+
+    corpus_sources = corpus_sources or {}
+    sources = registry.names("source")
+    wanted = list(names) if names else [*PEERS, *sources]
+    unknown = [n for n in wanted if n not in PEERS and n not in sources]
+    if unknown:
+        raise DraftkitError(
+            f"unknown benchmark method(s) {', '.join(unknown)}; known: {', '.join([*PEERS, *sources])}"
+        )
+    if "plain" not in wanted:
+        wanted.insert(0, "plain")  # the reference every greedy output is checked against
+    methods: list[Method] = []
+    for name in wanted:
+        if name == "plain":
+            methods.append(PlainMethod(PlainDecoder(model, tokenizer=tokenizer), tokenizer))
+        elif name == "hf":
+            methods.append(HFMethod(model, tokenizer, "hf", {}))
+        elif name == "hf-pld":
+            methods.append(HFMethod(model, tokenizer, "hf-pld", {"prompt_lookup_num_tokens": 10}))
+        elif name == "hf-assisted":
+            if draft_model is None:
+                warn("skipping hf-assisted: no draft model (the demo draft model is used with --model demo)")
+                continue
+            methods.append(HFMethod(model, tokenizer, "hf-assisted", {"assistant_model": draft_model}))
+        else:
+            try:
+                source = corpus_sources[name]() if name in corpus_sources else name
+                kwargs = {} if budget is None else {"budget": budget}
+                decoder = SpeculativeDecoder(model, source=source, tokenizer=tokenizer, registry=registry, **kwargs)
+            except DraftkitError as exc:
+                warn(f"skipping source {name!r}: {exc}")
+                continue
+            methods.append(DraftkitMethod(decoder, tokenizer, name))
+    return methods

@@ -1,0 +1,66 @@
+"""The benchmark harness end to end on a local model folder (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from draftkit.bench.loops import ends_in_loop
+from draftkit.cli import main
+from draftkit.testing.models import tiny_model
+from draftkit.testing.tokenizers import char_tokenizer
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny model + tokenizer saved and later loaded with the ordinary from_pretrained(path)."""
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tok = char_tokenizer()
+    model = tiny_model("llama", vocab_size=len(tok), eos_token_id=tok.eos_token_id)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_bench_cli_writes_results_and_checks_outputs(model_dir, tmp_path, capsys):
+    questions = tmp_path / "question.jsonl"
+    questions.write_text(
+        "\n".join(json.dumps({"question_id": i, "category": cat, "turns": [text]}) for i, (cat, text) in
+                  enumerate([("code", "def f(x):\n    return x + x + x"), ("prose", "abc abc abc"),
+                             ("code", "in in re re in")]))
+    )
+    out = tmp_path / "out"
+    rc = main(["bench", "--model", str(model_dir), "--prompts", str(questions), "--methods", "hf,hf-pld,pld",
+               "--max-new-tokens", "12", "--out", str(out), "--no-corpus", "--quiet", "--dtype", "float64",
+               "--strict"])
+    assert rc == 0
+    results = json.loads((out / "results.json").read_text())
+    names = [m["name"] for m in results["methods"]]
+    assert names == ["plain", "hf", "hf-pld", "pld"]
+    pld = next(m for m in results["methods"] if m["name"] == "pld")
+    assert pld["mismatches"] == [] and pld["prompts"] == 3
+    assert pld["mean_accepted_tokens"] >= 1.0
+    assert set(pld["by_category"]) == {"code", "prose"}
+    plain = next(m for m in results["methods"] if m["name"] == "plain")
+    assert plain["mean_accepted_tokens"] == 1.0
+    answers = [json.loads(line) for line in (out / "answers" / "pld.jsonl").read_text().splitlines()]
+    assert [a["question_id"] for a in answers] == ["0", "1", "2"]
+    assert all(a["choices"][0]["new_tokens"][0] == sum(a["choices"][0]["accept_lengths"]) for a in answers)
+    assert (out / "chart.png").stat().st_size > 1000
+    table = capsys.readouterr().out
+    assert "pld" in table and "speedup" in table
+
+
+def test_unknown_method_is_a_clear_error(model_dir, tmp_path, capsys):
+    rc = main(["bench", "--model", str(model_dir), "--prompts", "quick", "--methods", "nope",
+               "--out", str(tmp_path), "--no-corpus", "--quiet"])
+    assert rc == 1
+    assert "unknown benchmark method(s) nope" in capsys.readouterr().err
+
+
+def test_loop_detector():
+    assert ends_in_loop([1, 2, 3] * 10)
+    assert ends_in_loop(list(range(50)) + [7] * 24)
+    assert not ends_in_loop(list(range(60)))
+    assert not ends_in_loop([1, 2] * 5)  # too short to call a loop
