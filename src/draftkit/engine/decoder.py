@@ -36,6 +36,7 @@ from ..types import (
     Verdict,
 )
 from ..verify.speculative import check_stochastic_draft
+from .budget import BudgetPolicy, CostAwareBudget, FixedBudget, prune_tree
 from .request import RequestPlan, plan_request
 from .stream import TokenStream
 from .target import TargetModel
@@ -63,8 +64,12 @@ class SpeculativeDecoder:
     ``verifier=None`` picks a lossless one for each request: ``greedy`` when not
     sampling; when sampling, the first registered sampling verifier that declares
     it supports the source's draft kind.
-    ``budget`` is the maximum number of draft nodes verified per step;
-    ``max_depth`` optionally limits the tree depth.
+    ``budget`` is the maximum number of draft nodes verified per step, or
+    ``"auto"``: measure the target's verify cost on this machine once and pick,
+    every step, the tree size that maximises expected tokens per second (see
+    :mod:`draftkit.engine.budget`). ``max_depth`` optionally limits the tree depth.
+    ``source`` may also be a list of sources, merged by
+    :class:`~draftkit.sources.composite.Composite`.
     """
 
     def __init__(
@@ -74,26 +79,38 @@ class SpeculativeDecoder:
         tree: str | TreeBuilder = "trie",
         verifier: str | Verifier | None = None,
         *,
-        budget: int = DEFAULT_BUDGET,
+        budget: int | str | BudgetPolicy = DEFAULT_BUDGET,
         max_depth: int | None = None,
         tokenizer: Any = None,
         registry: Registry | None = None,
         source_options: dict[str, Any] | None = None,
         tree_options: dict[str, Any] | None = None,
     ) -> None:
-        if not isinstance(budget, int) or budget < 0:
-            raise InvalidInputError(f"budget must be a non-negative integer, got {budget!r}")
+        if not (budget == "auto" or isinstance(budget, int) and budget >= 0 or hasattr(budget, "choose")):
+            raise InvalidInputError(f"budget must be a non-negative integer or 'auto', got {budget!r}")
         if max_depth is not None and max_depth < 1:
             raise InvalidInputError(f"max_depth must be >= 1 or None, got {max_depth}")
         self.registry = registry if registry is not None else default_registry()
         self.target = TargetModel(model)
         self.model = model
+        if isinstance(source, (list, tuple)):
+            from ..sources.composite import Composite
+
+            if source_options:
+                raise InvalidInputError("source_options cannot be combined with a list of sources")
+            source = Composite([_resolve(self.registry, "source", s, None) for s in source])
         self.source: DraftSource = _resolve(self.registry, "source", source, source_options)
         self.tree_builder: TreeBuilder = _resolve(self.registry, "tree builder", tree, tree_options)
         self.verifier: Verifier | None = (
             None if verifier is None else _resolve(self.registry, "verifier", verifier, None)
         )
-        self.budget = budget
+        if budget == "auto":
+            self.budget_policy: BudgetPolicy = CostAwareBudget.calibrate(self.target)
+        elif isinstance(budget, int):
+            self.budget_policy = FixedBudget(budget)
+        else:
+            self.budget_policy = budget
+        self.budget = self.budget_policy.max_budget
         self.max_depth = max_depth
         self.tokenizer = tokenizer
         for obj, kind, methods in (
@@ -220,6 +237,10 @@ class SpeculativeDecoder:
                 t1 = time.perf_counter()
                 stats.time_draft += t1 - t0
                 tree = self._build_tree(draft, depth_limit)
+                drafted = tree.size
+                chosen = self.budget_policy.choose()
+                if chosen < tree.size and self.source.capabilities.draft_kind is DraftKind.DETERMINISTIC:
+                    tree = prune_tree(tree, chosen)
                 t2 = time.perf_counter()
                 logits = target.forward_tree(sequence[-1], tree)
                 t3 = time.perf_counter()
@@ -248,6 +269,8 @@ class SpeculativeDecoder:
                     )
                 )
                 sequence.extend(emitted)
+                t4 = time.perf_counter()
+                self.budget_policy.observe(tree, verdict, drafted, (t4 - t3) + (t2 - t0))
                 stats.time_other += time.perf_counter() - t3 + (t2 - t1)
                 yield emitted
                 if reason:

@@ -1,0 +1,179 @@
+"""How many draft nodes to verify per step: fixed, or chosen from measured costs.
+
+Verifying a bigger tree accepts more tokens per step but makes the forward pass
+slower, and how much slower depends on the model *and* the machine (a 64-node
+tree is nearly free for a 12M model on a CPU, costly for a 250M one). The
+cost-aware policy measures the target's verify-cost curve once, keeps running
+acceptance statistics for every candidate budget, and each step picks the
+budget that maximises expected tokens per second.
+
+Counterfactual acceptance comes for free: tree builders rank nodes so the best
+``k`` nodes of a tree form a tree (see :func:`node_ranks`), so a step verified
+with budget ``B`` also tells how many tokens budget ``k < B`` would have
+accepted. Larger budgets are re-explored now and then.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from ..types import TokenTree, Verdict
+
+__all__ = ["BudgetPolicy", "FixedBudget", "CostAwareBudget", "node_ranks", "prune_tree", "measure_verify_costs"]
+
+
+class BudgetPolicy(Protocol):
+    max_budget: int
+
+    def choose(self) -> int:
+        """Budget for the next step (0 <= budget <= max_budget)."""
+        ...
+
+    def observe(self, tree: TokenTree, verdict: Verdict, drafted: int, overhead: float) -> None:
+        """``tree`` is the verified tree (the best nodes of a ``drafted``-node draft);
+        ``overhead`` the seconds spent outside the verify forward this step."""
+        ...
+
+
+def node_ranks(tree: TokenTree) -> np.ndarray:
+    """Rank of every node (0 = kept first); any prefix of the ranking is a tree.
+
+    With builder scores, nodes go by descending score, then depth, then index
+    (a parent never scores below its child, so parents come first); without
+    scores, node order is used, which is topological.
+    """
+    n = tree.size
+    if tree.scores is None or tree.scores.shape != (n,):
+        return np.arange(n)
+    order = np.lexsort((np.arange(n), tree.depths, -tree.scores))
+    ranks = np.empty(n, dtype=np.int64)
+    ranks[order] = np.arange(n)
+    # Guarantee ancestor closure even for odd scores: a node ranks after its parent.
+    for i in range(n):
+        p = tree.parents[i]
+        if p >= 0 and ranks[i] < ranks[p]:
+            return np.arange(n)
+    return ranks
+
+
+def prune_tree(tree: TokenTree, budget: int) -> TokenTree:
+    """The best ``budget`` nodes of ``tree``, as a tree."""
+    if tree.size <= budget:
+        return tree
+    ranks = node_ranks(tree)
+    keep = np.sort(np.nonzero(ranks < budget)[0])
+    remap = np.full(tree.size, -1, dtype=np.int64)
+    remap[keep] = np.arange(keep.size)
+    parents = np.where(tree.parents[keep] >= 0, remap[np.maximum(tree.parents[keep], 0)], -1)
+    probs = tree.probs[torch.from_numpy(keep)] if tree.probs is not None else None
+    scores = tree.scores[keep] if tree.scores is not None else None
+    return TokenTree.from_parents(tree.tokens[keep], parents, probs=probs, scores=scores)
+
+
+@dataclass
+class FixedBudget:
+    max_budget: int
+
+    def choose(self) -> int:
+        return self.max_budget
+
+    def observe(self, tree: TokenTree, verdict: Verdict, drafted: int, overhead: float) -> None:
+        return None
+
+
+def measure_verify_costs(target: object, sizes: list[int], prefix_len: int = 128, repeats: int = 3) -> np.ndarray:
+    """Median seconds of a verify forward with ``k`` tree nodes, for each ``k`` in ``sizes``.
+
+    Uses a chain tree after a synthetic prefix; on the target's real cache path.
+    """
+    window = getattr(target, "context_window", None) or 4096
+    prefix_len = max(2, min(prefix_len, window - max(sizes) - 2))
+    prompt = torch.arange(prefix_len) % max(2, getattr(target, "vocab_size", 2))
+    costs = []
+    target.start(prompt)  # type: ignore[attr-defined]
+    try:
+        for k in sizes:
+            tree = TokenTree.from_parents(np.zeros(k, np.int64), np.arange(-1, k - 1))
+            times = []
+            for _ in range(repeats + 1):
+                t0 = time.perf_counter()
+                target.forward_tree(0, tree)  # type: ignore[attr-defined]
+                times.append(time.perf_counter() - t0)
+                target.commit(())  # type: ignore[attr-defined]
+                target.cache.crop(-1)  # type: ignore[attr-defined]  # undo the committed pending token
+            costs.append(float(np.median(times[1:])))
+    finally:
+        target.end()  # type: ignore[attr-defined]
+    return np.asarray(costs)
+
+
+@dataclass
+class CostAwareBudget:
+    """Pick the budget that maximises expected emitted tokens per second.
+
+    ``costs[i]`` is the measured verify time with ``grid[i]`` nodes; the draft
+    time per step is tracked separately. ``explore`` is how often (in steps) the
+    largest budget is verified to keep the statistics of big trees fresh.
+    """
+
+    grid: np.ndarray
+    costs: np.ndarray
+    decay: float = 0.9
+    explore: int = 16
+    max_budget: int = field(init=False)
+    _accepted: np.ndarray = field(init=False, repr=False)  # EMA of accepted tokens per grid budget
+    _seen: np.ndarray = field(init=False, repr=False)
+    _step: int = field(default=0, init=False, repr=False)
+    _choice: int = field(default=0, init=False, repr=False)
+    _overhead: float | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.grid = np.asarray(self.grid, dtype=np.int64)
+        self.costs = np.asarray(self.costs, dtype=float)
+        self.max_budget = int(self.grid.max())
+        # Optimistic start: assume every verified node would be accepted half the time.
+        self._accepted = 0.5 * np.log2(1 + self.grid.astype(float))
+        self._seen = np.zeros(self.grid.size)
+        self._choice = int(self.grid[np.argmax((1 + self._accepted) / self.costs)])
+
+    @classmethod
+    def calibrate(cls, target: object, max_budget: int = 64) -> CostAwareBudget:
+        grid = [0] + [k for k in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128) if k <= max_budget]
+        if grid[-1] != max_budget:
+            grid.append(max_budget)
+        return cls(np.asarray(grid), measure_verify_costs(target, grid))
+
+    def expected_rate(self) -> np.ndarray:
+        """Expected emitted tokens per second for every grid budget (verify cost + step overhead)."""
+        return (1.0 + self._accepted) / (self.costs + (self._overhead or 0.0))
+
+    def choose(self) -> int:
+        self._step += 1
+        if self.explore and self._step % self.explore == 0:
+            return self.max_budget
+        return self._choice
+
+    def observe(self, tree: TokenTree, verdict: Verdict, drafted: int, overhead: float) -> None:
+        self._overhead = overhead if self._overhead is None else (
+            self.decay * self._overhead + (1 - self.decay) * overhead
+        )
+        verified = tree.size
+        if drafted == 0:
+            return
+        whole = verified >= drafted  # the whole draft was verified: every budget is observable
+        ranks = node_ranks(tree)
+        path_ranks = ranks[list(verdict.accepted_nodes)] if verdict.accepted_nodes else np.empty(0, np.int64)
+        for i, k in enumerate(self.grid):
+            if k > verified and not whole:
+                continue  # a budget this big could have verified nodes we never looked at
+            # Accepted length had only the best k nodes been verified: the path prefix of rank < k.
+            inside = path_ranks < k
+            acc = int(inside.size) if inside.all() else int(np.argmin(inside))
+            self._accepted[i] = self.decay * self._accepted[i] + (1 - self.decay) * acc
+            self._seen[i] += 1
+        self._choice = int(self.grid[np.argmax(self.expected_rate())])
