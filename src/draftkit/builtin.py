@@ -77,6 +77,22 @@ def draftkit_register_tree_builders(register: Register) -> None:
     register("trie", _trie)
 
 
+def _walk(**options: Any) -> Any:
+    from .verify.walk import SampleWalkVerifier
+
+    return SampleWalkVerifier(**options)
+
+
+def _speculative(**options: Any) -> Any:
+    from .verify.speculative import SpeculativeVerifier
+
+    return SpeculativeVerifier(**options)
+
+
 @hookimpl
 def draftkit_register_verifiers(register: Register) -> None:
     register("greedy", _greedy)
+    # The two sampling verifiers accept disjoint draft kinds, so the engine's default
+    # pick (first sampling verifier that supports the source) is the lossless one.
+    register("walk", _walk)  # deterministic drafts
+    register("speculative", _speculative)  # stochastic drafts (needs Draft.probs)

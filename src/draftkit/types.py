@@ -285,6 +285,10 @@ class StepFeedback:
     #: Target logits for [root, node_0, ..., node_{n-1}] (float [n+1, V]); only
     #: when the source declares ``wants_node_logits``.
     node_logits: torch.Tensor | None = None
+    #: The request's stop token ids (the same set as ``DraftRequest.eos_token_ids``),
+    #: so that a source learning from ``node_logits`` can skip the rows that follow
+    #: an end of text; those must never feed adaptive state.
+    eos_token_ids: frozenset[int] = frozenset()
 
 
 @dataclass

@@ -236,7 +236,7 @@ class SpeculativeDecoder:
                     draft = Draft.empty()
                 t1 = time.perf_counter()
                 stats.time_draft += t1 - t0
-                tree = self._build_tree(draft, depth_limit)
+                tree = self._build_tree(draft, depth_limit, sampling.do_sample)
                 drafted = tree.size
                 chosen = self.budget_policy.choose()
                 if chosen < tree.size and self.source.capabilities.draft_kind is DraftKind.DETERMINISTIC:
@@ -266,6 +266,7 @@ class SpeculativeDecoder:
                         verdict=verdict,
                         emitted=np.asarray(emitted, dtype=np.int64),
                         node_logits=logits if want_logits else None,
+                        eos_token_ids=stop_ids,
                     )
                 )
                 sequence.extend(emitted)
@@ -281,10 +282,10 @@ class SpeculativeDecoder:
         stats.time_total = time.perf_counter() - t_start
         return GenerationOutput(torch.tensor([sequence], dtype=torch.long), stats)
 
-    def _build_tree(self, draft: Draft, depth_limit: int) -> TokenTree:
+    def _build_tree(self, draft: Draft, depth_limit: int, sampling: bool = False) -> TokenTree:
         if draft.is_empty or depth_limit < 1 or self.budget < 1:
             return TokenTree.empty()
-        if self.source.capabilities.draft_kind is DraftKind.STOCHASTIC:
+        if sampling and self.source.capabilities.draft_kind is DraftKind.STOCHASTIC:
             # Sampled candidates must reach the verifier unselected (see draftkit.verify.speculative).
             check_stochastic_draft(draft, self.budget, depth_limit, self.source.name)
         tree = self.tree_builder.build(draft, self.budget, depth_limit)
