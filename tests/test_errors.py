@@ -169,3 +169,14 @@ def test_sliding_window_past_the_window_is_refused():
     decoder = draftkit.SpeculativeDecoder(MistralForCausalLM(cfg))
     with pytest.raises(UnsupportedModelError, match="sliding attention window"):
         decoder.generate([[1, 2, 3]], max_new_tokens=10)
+
+
+def test_unsupported_hf_options_are_refused_by_name(model):
+    from draftkit.errors import UnsupportedSamplingError
+
+    with pytest.raises(UnsupportedSamplingError, match="typical_p is not supported"):
+        draftkit.SpeculativeDecoder(model).generate([[1, 2]], max_new_tokens=3, do_sample=True, typical_p=0.5)
+    with pytest.raises(UnsupportedSamplingError, match="no_repeat_ngram_size"):
+        draftkit.PlainDecoder(model).generate([[1, 2]], max_new_tokens=3, no_repeat_ngram_size=2)
+    with pytest.raises(TypeError, match="unexpected keyword argument.*temprature"):
+        draftkit.SpeculativeDecoder(model).generate([[1, 2]], max_new_tokens=3, temprature=0.5)

@@ -21,7 +21,19 @@ from ..verify.random import RandomStream
 from .stopping import StopConditions, StopStringMatcher
 from .target import TargetModel
 
-__all__ = ["RequestPlan", "plan_request", "prepare_prompt", "default_eos_ids"]
+__all__ = ["RequestPlan", "plan_request", "prepare_prompt", "default_eos_ids", "UNSUPPORTED_GENERATE_OPTIONS"]
+
+#: Hugging Face ``generate`` options that draftkit does not implement. They are
+#: refused by name instead of being silently ignored: ignoring one would change
+#: the output distribution without telling anyone.
+UNSUPPORTED_GENERATE_OPTIONS = frozenset({
+    "typical_p", "epsilon_cutoff", "eta_cutoff", "top_h", "no_repeat_ngram_size", "bad_words_ids",
+    "force_words_ids", "sequence_bias", "min_length", "min_new_tokens", "suppress_tokens",
+    "begin_suppress_tokens", "forced_bos_token_id", "forced_eos_token_id", "encoder_repetition_penalty",
+    "diversity_penalty", "num_beams", "num_beam_groups", "length_penalty", "guidance_scale",
+    "logits_processor", "stopping_criteria", "prefix_allowed_tokens_fn", "watermarking_config",
+    "renormalize_logits", "exponential_decay_length_penalty", "num_return_sequences", "penalty_alpha",
+})
 
 
 def prepare_prompt(input_ids: torch.Tensor | Sequence[int] | np.ndarray) -> torch.Tensor:
@@ -88,7 +100,20 @@ def plan_request(
     stop_token_ids: Sequence[int] | None = None,
     stop_strings: Sequence[str] | str | None = None,
     tokenizer: Any = None,
+    **unsupported: Any,
 ) -> RequestPlan:
+    if unsupported:
+        from ..errors import UnsupportedSamplingError
+
+        names = sorted(unsupported)
+        known = [n for n in names if n in UNSUPPORTED_GENERATE_OPTIONS]
+        if known:
+            raise UnsupportedSamplingError(
+                f"{', '.join(known)} {'is' if len(known) == 1 else 'are'} not supported by draftkit (it would "
+                "change the output distribution and cannot be verified losslessly here); remove "
+                f"{'it' if len(known) == 1 else 'them'} or use model.generate"
+            )
+        raise TypeError(f"generate() got unexpected keyword argument(s): {', '.join(names)}")
     prompt = prepare_prompt(input_ids)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise InvalidInputError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
