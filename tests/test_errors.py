@@ -122,7 +122,7 @@ def test_stop_strings_need_a_tokenizer(model):
 @pytest.mark.parametrize("kwargs, match", [
     ({"temperature": 0.0}, "temperature"),
     ({"top_p": 1.5}, "top_p"),
-    ({"top_k": 0}, "top_k"),
+    ({"top_k": -1}, "top_k"),
 ])
 def test_bad_sampling_parameters(model, kwargs, match):
     with pytest.raises(InvalidInputError, match=match):

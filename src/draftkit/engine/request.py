@@ -74,6 +74,29 @@ def default_eos_ids(model: torch.nn.Module) -> frozenset[int]:
     return frozenset(int(e) for e in eos)
 
 
+#: Hugging Face's values for sampling options that neither the call nor the
+#: model's generation config sets (``GenerationConfig._get_default_generation_params``).
+HF_SAMPLING_DEFAULTS: dict[str, Any] = {
+    "temperature": 1.0, "top_k": 50, "top_p": 1.0, "min_p": None, "repetition_penalty": 1.0,
+}
+
+
+def generation_defaults(model: torch.nn.Module) -> dict[str, Any]:
+    """Sampling options as ``model.generate`` would resolve them when the call omits them.
+
+    The model's ``generation_config`` wins, then Hugging Face's own defaults
+    (notably ``top_k=50`` when sampling), so that ``do_sample=True`` means the same
+    distribution here as in ``model.generate(do_sample=True)``.
+    """
+    config = getattr(model, "generation_config", None)
+    out = dict(HF_SAMPLING_DEFAULTS)
+    for name in out:
+        value = getattr(config, name, None) if config is not None else None
+        if value is not None:
+            out[name] = value
+    return out
+
+
 @dataclass(frozen=True)
 class RequestPlan:
     prompt: torch.Tensor  #: int64 [T]
@@ -90,7 +113,7 @@ def plan_request(
     *,
     default_tokenizer: Any = None,
     do_sample: bool = False,
-    temperature: float = 1.0,
+    temperature: float | None = None,
     top_k: int | None = None,
     top_p: float | None = None,
     min_p: float | None = None,
@@ -117,13 +140,15 @@ def plan_request(
     prompt = prepare_prompt(input_ids)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise InvalidInputError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    defaults = generation_defaults(target.model)
+    pick = lambda value, name: defaults[name] if value is None else value  # noqa: E731
     sampling = SamplingParams(
         do_sample=bool(do_sample),
-        temperature=float(temperature),
-        top_k=top_k,
-        top_p=top_p,
-        min_p=min_p,
-        repetition_penalty=repetition_penalty,
+        temperature=float(pick(temperature, "temperature")),
+        top_k=pick(top_k, "top_k") or None,  # HF: 0 disables top-k
+        top_p=pick(top_p, "top_p"),
+        min_p=pick(min_p, "min_p"),
+        repetition_penalty=pick(repetition_penalty, "repetition_penalty"),
         seed=seed,
     )
     vocab = target.vocab_size
