@@ -6,8 +6,8 @@ built on first use (:func:`draftkit.plugins.default_registry`).
 
 from __future__ import annotations
 
-from . import sources
-from .engine import PlainDecoder, SpeculativeDecoder, TargetModel
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     BatchSizeError,
     ContractViolationError,
@@ -40,7 +40,35 @@ from .types import (
     Verdict,
 )
 
+if TYPE_CHECKING:
+    from . import sources
+    from .engine import PlainDecoder, SpeculativeDecoder, TargetModel
+
 __version__ = "0.1.0"
+
+# torch and transformers take seconds to import; the decoders are loaded on first
+# use so that `draftkit --help` and plugin discovery stay instant.
+_LAZY = {
+    "SpeculativeDecoder": "draftkit.engine",
+    "PlainDecoder": "draftkit.engine",
+    "TargetModel": "draftkit.engine",
+    "sources": "draftkit.sources",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(_LAZY[name])
+        value = module if name == "sources" else getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'draftkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "BatchSizeError",

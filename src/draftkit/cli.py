@@ -201,6 +201,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if failed and args.strict else 0
 
 
+def _lazy(module: str, name: str) -> Any:
+    """A subcommand function imported only when the subcommand runs."""
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return int(getattr(importlib.import_module(module), name)(args) or 0)
+
+    return run
+
+
+def _add_lazy_arguments(parser: argparse.ArgumentParser) -> None:
+    """Let the owning module declare its arguments (imports it, which is cheap: no Numba compile)."""
+    import importlib
+
+    module, name = parser.get_default("add_arguments")
+    getattr(importlib.import_module(module), name)(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="draftkit",
@@ -269,6 +288,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--strict", action="store_true", help="exit 1 if a draftkit output differs")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(func=cmd_bench)
+
+    aded = sub.add_parser("aded", help="ADED tri-gram matrices (build)",
+                          description="Tools for the ADED draft source's tri-gram matrix.")
+    aded_sub = aded.add_subparsers(dest="aded_command", metavar="ACTION")
+    aded_build = aded_sub.add_parser(
+        "build", help="build a tri-gram matrix from text/jsonl files with the target's tokenizer",
+        description="Tokenise a corpus with the target model's tokenizer and write a versioned tri-gram "
+        "matrix file (header with format version, vocabulary size, tokenizer fingerprint and checksum). "
+        "Use it with SpeculativeDecoder(model, source=draftkit.sources.Aded.load(PATH)) or "
+        "`draftkit generate --source aded --source-option matrix=PATH`.")
+    aded_build.set_defaults(func=_lazy("draftkit.sources.aded.cli", "build_matrix_cli"),
+                            add_arguments=("draftkit.sources.aded.cli", "add_build_arguments"))
+    _add_lazy_arguments(aded_build)
+    aded.set_defaults(func=lambda args: (aded.print_help(), 2)[1])
 
     plug = sub.add_parser(
         "plugins", help="list every source, tree builder and verifier with the package providing it",

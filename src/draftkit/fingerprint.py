@@ -1,0 +1,64 @@
+"""A stable identity for a tokenizer, stored in every on-disk artefact built with it.
+
+A retrieval datastore or an n-gram matrix holds token *ids*; read with another
+tokenizer they are silently wrong drafts (never wrong output, since verification
+is lossless, but zero speed-up and a puzzling one). Storing a fingerprint of the
+tokenizer next to the ids lets a loader refuse the mismatch with a clear message.
+
+The fingerprint is the SHA-256 of the vocabulary (token string -> id, sorted by
+id) and of the added tokens (id, content, special flag), serialised as canonical
+JSON. It ignores everything that does not change which id a string maps to in the
+stored artefacts (padding side, chat template, model max length), so saving and
+reloading a tokenizer keeps its fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+__all__ = ["tokenizer_fingerprint", "FINGERPRINT_PREFIX"]
+
+#: Fingerprints are written as ``"sha256:<64 hex digits>"`` so the scheme can change later.
+FINGERPRINT_PREFIX = "sha256:"
+
+
+def _vocab_of(tokenizer: Any) -> dict[str, int]:
+    get_vocab = getattr(tokenizer, "get_vocab", None)
+    if get_vocab is None:
+        raise TypeError(
+            f"cannot fingerprint {type(tokenizer).__name__}: expected a Hugging Face tokenizer "
+            "(transformers PreTrainedTokenizer(Fast) or tokenizers.Tokenizer) with get_vocab()"
+        )
+    try:  # tokenizers.Tokenizer needs the flag to include added tokens
+        vocab = get_vocab(with_added_tokens=True)
+    except TypeError:
+        vocab = get_vocab()
+    return {str(k): int(v) for k, v in vocab.items()}
+
+
+def _added_tokens_of(tokenizer: Any) -> list[list[Any]]:
+    decoder = getattr(tokenizer, "added_tokens_decoder", None)
+    if decoder is None:
+        get = getattr(tokenizer, "get_added_tokens_decoder", None)
+        decoder = get() if callable(get) else {}
+    out = []
+    for idx, tok in dict(decoder).items():
+        content = getattr(tok, "content", str(tok))
+        special = bool(getattr(tok, "special", False))
+        out.append([int(idx), str(content), special])
+    out.sort()
+    return out
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """``"sha256:<hex>"`` identifying the id assignment of a Hugging Face tokenizer.
+
+    Accepts a ``transformers`` tokenizer or a ``tokenizers.Tokenizer``. Two
+    tokenizers with the same fingerprint map every token string to the same id.
+    """
+    vocab = sorted(_vocab_of(tokenizer).items(), key=lambda kv: (kv[1], kv[0]))
+    payload = {"vocab": [[tok, idx] for tok, idx in vocab], "added": _added_tokens_of(tokenizer)}
+    blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return FINGERPRINT_PREFIX + hashlib.sha256(blob.encode("utf-8")).hexdigest()

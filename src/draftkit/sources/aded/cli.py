@@ -1,0 +1,61 @@
+"""``draftkit aded build``: the command-line front of :func:`.corpus.build_matrix_from_files`.
+
+The top-level CLI wires it as a subcommand::
+
+    sub = aded_subparsers.add_parser("build", help="build an ADED tri-gram matrix")
+    add_build_arguments(sub)
+    sub.set_defaults(func=build_matrix_cli)
+    ...
+    sys.exit(args.func(args))
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+__all__ = ["add_build_arguments", "build_matrix_cli"]
+
+
+def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the options of ``draftkit aded build`` to ``parser``."""
+    parser.add_argument("--tokenizer", required=True, help="local path (or cached name) of the target's tokenizer")
+    parser.add_argument("--corpus", required=True, nargs="+", metavar="FILE",
+                        help="text files and/or .jsonl files (one JSON object per line)")
+    parser.add_argument("-o", "--output", required=True, help="matrix file to write")
+    parser.add_argument("--jsonl-field", default="text", help="field holding the text in jsonl records (default: text)")
+    parser.add_argument("--top-k", type=int, default=12, help="successors kept per bigram (default: 12)")
+    parser.add_argument("--max-entries", type=int, default=None,
+                        help="keep at most this many entries overall, the most frequent (default: no cap)")
+    parser.add_argument("--batch-size", type=int, default=256, help="documents per tokenizer batch")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def build_matrix_cli(args: argparse.Namespace) -> int:
+    """Run ``draftkit aded build`` with parsed ``args``; returns the process exit code."""
+    from transformers import AutoTokenizer
+
+    from .corpus import build_matrix_from_files
+    from .fileformat import save_matrix
+
+    t0 = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    matrix = build_matrix_from_files(
+        tokenizer,
+        args.corpus,
+        jsonl_field=args.jsonl_field,
+        top_k=args.top_k,
+        max_entries=args.max_entries,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
+    path = save_matrix(matrix, args.output)
+    elapsed = time.perf_counter() - t0
+    print(
+        f"wrote {path}: {matrix.tokens:,} tokens, {matrix.num_bigrams:,} bigrams, {matrix.num_entries:,} "
+        f"entries, {path.stat().st_size / 1e6:.1f} MB in {elapsed:.1f} s",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,144 @@
+"""Turning text corpora into token arrays with the target's tokenizer.
+
+Text files and jsonl files (one JSON object per line, text under a field) are
+read lazily and tokenised in batches with the tokenizer's batch encoder (Rust
+for fast tokenizers); a progress bar follows the bytes read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import InvalidInputError
+from .fileformat import tokenizer_fingerprint
+from .table import TrigramMatrix, build_matrix
+
+__all__ = ["iter_documents", "tokenize_documents", "build_matrix_from_files"]
+
+#: Plain text files are cut into documents of about this many characters, at
+#: line ends, so batches stay small; a cut loses the two trigrams across it.
+TEXT_CHUNK_CHARS = 1 << 16
+
+
+def _is_jsonl(path: Path) -> bool:
+    return path.suffix.lower() in (".jsonl", ".ndjson")
+
+
+def iter_documents(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    jsonl_field: str = "text",
+    on_bytes: Any = None,
+) -> Iterator[str]:
+    """Yield the documents of ``paths``: one per jsonl record, ~64 KB pieces of text files.
+
+    ``on_bytes(n)`` is called with the number of bytes consumed (progress bars).
+    A jsonl record whose field is a list of strings (a conversation) yields them
+    joined by newlines.
+    """
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_file():
+            raise InvalidInputError(f"corpus file {path} does not exist")
+        with open(path, "rb") as f:
+            if _is_jsonl(path):
+                for lineno, line in enumerate(f, 1):
+                    if on_bytes is not None:
+                        on_bytes(len(line))
+                    if not line.strip():
+                        continue
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise InvalidInputError(f"{path}:{lineno} is not valid JSON ({exc.msg})") from None
+                    if not isinstance(record, dict) or jsonl_field not in record:
+                        raise InvalidInputError(
+                            f"{path}:{lineno} has no field {jsonl_field!r}; choose the text field with "
+                            "--jsonl-field"
+                        )
+                    value = record[jsonl_field]
+                    if isinstance(value, list):
+                        value = "\n".join(str(v) for v in value)
+                    if value:
+                        yield str(value)
+            else:
+                piece: list[str] = []
+                size = 0
+                for line in f:
+                    if on_bytes is not None:
+                        on_bytes(len(line))
+                    text = line.decode("utf-8", errors="replace")
+                    piece.append(text)
+                    size += len(text)
+                    if size >= TEXT_CHUNK_CHARS:
+                        yield "".join(piece)
+                        piece, size = [], 0
+                if piece:
+                    yield "".join(piece)
+
+
+def tokenize_documents(
+    tokenizer: Any, documents: Iterable[str], *, batch_size: int = 256
+) -> Iterator[np.ndarray]:
+    """Batch-encode ``documents`` (no special tokens added); yield one int64 array each."""
+    batch: list[str] = []
+
+    def flush() -> Iterator[np.ndarray]:
+        encoded = tokenizer(batch, add_special_tokens=False)["input_ids"]
+        for ids in encoded:
+            yield np.asarray(ids, dtype=np.int64)
+
+    for doc in documents:
+        batch.append(doc)
+        if len(batch) >= batch_size:
+            yield from flush()
+            batch = []
+    if batch:
+        yield from flush()
+
+
+def build_matrix_from_files(
+    tokenizer: Any,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    jsonl_field: str = "text",
+    top_k: int = 12,
+    max_entries: int | None = None,
+    batch_size: int = 256,
+    progress: bool = True,
+) -> TrigramMatrix:
+    """Tokenise text / jsonl files with ``tokenizer`` and count their tri-gram matrix.
+
+    The matrix records ``len(tokenizer)`` as its vocabulary size and the
+    tokenizer's fingerprint, so loading it with another tokenizer is refused.
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise InvalidInputError("no corpus file given")
+    total = sum(p.stat().st_size for p in paths if p.is_file())
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, unit="B", unit_scale=True, desc="tokenising")
+    try:
+        docs = iter_documents(paths, jsonl_field=jsonl_field, on_bytes=bar.update if bar is not None else None)
+        arrays = tokenize_documents(tokenizer, docs, batch_size=batch_size)
+        eos = [tokenizer.eos_token_id] if getattr(tokenizer, "eos_token_id", None) is not None else []
+        return build_matrix(
+            arrays,
+            len(tokenizer),
+            top_k=top_k,
+            max_entries=max_entries,
+            eos_token_ids=eos,
+            fingerprint=tokenizer_fingerprint(tokenizer),
+        )
+    finally:
+        if bar is not None:
+            bar.close()
