@@ -168,7 +168,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not args.no_corpus:
         from .bench.corpus import corpus_sources_for
 
-        corpus_sources = corpus_sources_for(tokenizer, registry, cache_dir=args.cache_dir)
+        corpus_sources = corpus_sources_for(tokenizer, registry, model.config.vocab_size, cache_dir=args.cache_dir,
+                                            log=lambda m: print(m, file=sys.stderr))
     methods = build_methods(model, tokenizer, names, registry=registry, draft_model=draft_model,
                             budget=args.budget, corpus_sources=corpus_sources,
                             warn=lambda m: print(m, file=sys.stderr))
@@ -208,6 +209,25 @@ def _lazy(module: str, name: str) -> Any:
         import importlib
 
         return int(getattr(importlib.import_module(module), name)(args) or 0)
+
+    return run
+
+
+def _datastore_command(action: str) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        from .sources.rest import commands
+
+        if action == "build":
+            text = commands.datastore_build(
+                args.corpus, args.output, tokenizer=args.tokenizer, vocab_size=args.vocab_size,
+                jsonl_field=args.jsonl_field, chunk_tokens=args.chunk_tokens, overwrite=args.overwrite,
+                progress=not args.no_progress)
+        elif action == "info":
+            text = commands.datastore_info(args.path)
+        else:
+            text = commands.datastore_verify(args.path, tokenizer=args.tokenizer, progress=not args.no_progress)
+        print(text)
+        return 0
 
     return run
 
@@ -303,6 +323,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lazy_arguments(aded_build)
     aded.set_defaults(func=lambda args: (aded.print_help(), 2)[1])
 
+    store = sub.add_parser("datastore", help="retrieval datastores for the rest source (build, info, verify)",
+                           description="Build and check the memory-mapped suffix-array datastores of the `rest` "
+                           "(retrieval) draft source.")
+    store_sub = store.add_subparsers(dest="store_command", metavar="ACTION")
+    sb = store_sub.add_parser(
+        "build", help="build a datastore from text / jsonl / .npy token files",
+        description="Tokenise a corpus with the target's tokenizer (or read pre-tokenised .npy id arrays) and "
+        "write a datastore folder of memory-mapped token and suffix arrays, with a header holding the format "
+        "version, vocabulary size, tokenizer fingerprint and checksums. Prints tokens, size on disk and time.")
+    sb.add_argument("--corpus", nargs="+", required=True, metavar="FILE", help="text, .jsonl or .npy files")
+    sb.add_argument("-o", "--output", required=True, help="datastore folder to create")
+    sb.add_argument("--tokenizer", help="tokenizer folder (required unless every input is .npy)")
+    sb.add_argument("--vocab-size", type=int, help="vocabulary size (only needed when every input is .npy)")
+    sb.add_argument("--jsonl-field", default="text", help="field holding the text in jsonl records")
+    sb.add_argument("--chunk-tokens", type=int, default=2**26, help="tokens per chunk (bounds build memory)")
+    sb.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    sb.add_argument("--no-progress", action="store_true")
+    sb.set_defaults(func=_datastore_command("build"))
+    si = store_sub.add_parser("info", help="print a datastore's header (after the cheap integrity checks)")
+    si.add_argument("path")
+    si.set_defaults(func=_datastore_command("info"))
+    sv = store_sub.add_parser("verify", help="check every checksum and token id of a datastore")
+    sv.add_argument("path")
+    sv.add_argument("--tokenizer", help="also check the store was built with this tokenizer")
+    sv.add_argument("--no-progress", action="store_true")
+    sv.set_defaults(func=_datastore_command("verify"))
+    store.set_defaults(func=lambda args: (store.print_help(), 2)[1])
+
     plug = sub.add_parser(
         "plugins", help="list every source, tree builder and verifier with the package providing it",
         description="List the registered parts and any plugin that failed to load.",
@@ -325,6 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `draftkit datastore info store | head`
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

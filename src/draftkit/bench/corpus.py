@@ -39,6 +39,51 @@ def corpus_tokens(tokenizer: Any, cache_dir: Path) -> Any:
     return tokens
 
 
-def corpus_sources_for(tokenizer: Any, registry: Any, cache_dir: str | Path | None = None) -> dict[str, Callable[[], Any]]:
-    """Factories for the registered sources that need corpus artefacts."""
-    return {}
+def _documents(tokens: Any, eos_id: int) -> list[Any]:
+    import numpy as np
+
+    cuts = np.nonzero(np.asarray(tokens) == eos_id)[0]
+    docs = [np.asarray(tokens[a + 1 : b], dtype=np.int64) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    return [d for d in docs if d.size]
+
+
+def corpus_sources_for(
+    tokenizer: Any, registry: Any, vocab_size: int, cache_dir: str | Path | None = None, log: Callable[[str], None] = print
+) -> dict[str, Callable[[], Any]]:
+    """Factories for the registered sources that need corpus artefacts (built once, then cached)."""
+    from ..fingerprint import tokenizer_fingerprint
+
+    fp = tokenizer_fingerprint(tokenizer)
+    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    folder = folder / "bench" / fp.split(":")[-1][:16]
+    names = set(registry.names("source"))
+    factories: dict[str, Callable[[], Any]] = {}
+
+    def docs() -> list[Any]:
+        log(f"tokenising the demo corpus (training split) into {folder} ...")
+        return _documents(corpus_tokens(tokenizer, folder), tokenizer.eos_token_id)
+
+    if "aded" in names:
+        def make_aded() -> Any:
+            from ..sources.aded import Aded, build_matrix, save_matrix
+
+            path = folder / "corpus.aded"
+            if not path.exists():
+                log("building the ADED tri-gram matrix from the demo corpus ...")
+                save_matrix(build_matrix(docs(), vocab_size, fingerprint=fp), path)
+            return Aded.load(path, tokenizer=tokenizer)
+
+        factories["aded"] = make_aded
+    if "rest" in names:
+        def make_rest() -> Any:
+            from ..sources.rest import Rest, build_datastore
+
+            path = folder / "corpus.store"
+            if not path.exists():
+                log("building the retrieval datastore from the demo corpus ...")
+                build_datastore(path, docs(), vocab_size, tokenizer_fingerprint=fp,
+                                source_description="draftkit demo corpus (stdlib training split)")
+            return Rest.open(path, tokenizer=tokenizer)
+
+        factories["rest"] = make_rest
+    return factories

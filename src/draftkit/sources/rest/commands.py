@@ -1,0 +1,77 @@
+"""The ``draftkit datastore`` sub-commands as plain functions (``cli.py`` wires them).
+
+Each returns the text to print and raises :mod:`draftkit.errors` exceptions on
+failure, so the command line only maps arguments and exit codes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from .datastore import DEFAULT_CHUNK_TOKENS, Datastore, verify_datastore
+
+__all__ = ["datastore_build", "datastore_info", "datastore_verify"]
+
+
+def _load_tokenizer(path: str | os.PathLike[str]) -> object:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def datastore_build(
+    corpus: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    tokenizer: str | os.PathLike[str] | None = None,
+    vocab_size: int | None = None,
+    jsonl_field: str = "text",
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> str:
+    """``draftkit datastore build --tokenizer PATH --corpus FILES... -o OUT [--jsonl-field F]``.
+
+    ``tokenizer`` is a local Hugging Face tokenizer folder (or a model folder);
+    it is required for text/jsonl inputs and recorded as a fingerprint. Returns
+    the summary line (tokens, size on disk, build time).
+    """
+    from .corpus import build_datastore_from_files
+
+    tok = _load_tokenizer(tokenizer) if tokenizer is not None else None
+    summary = build_datastore_from_files(
+        out_dir, list(corpus), tok, vocab_size=vocab_size, jsonl_field=jsonl_field,
+        chunk_tokens=chunk_tokens, overwrite=overwrite, progress=progress,
+    )
+    return str(summary)
+
+
+def datastore_info(path: str | os.PathLike[str]) -> str:
+    """``draftkit datastore info STORE``: the header, after the cheap checks of ``open``."""
+    return Datastore.open(path).info()
+
+
+def datastore_verify(
+    path: str | os.PathLike[str],
+    *,
+    tokenizer: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> str:
+    """``draftkit datastore verify STORE [--tokenizer PATH]``: checksums and a full scan.
+
+    Raises :class:`~draftkit.errors.CorruptDataFileError` (or
+    ``MismatchedDataFileError``) naming the first problem; returns "OK ..." text.
+    """
+    tok = _load_tokenizer(tokenizer) if tokenizer is not None else None
+
+    def report(step: str) -> None:
+        if progress:
+            print(f"  {step}", file=sys.stderr)
+
+    store = verify_datastore(path, tokenizer=tok, progress=report)
+    return (
+        f"OK: {store.path} is intact ({store.num_tokens:,} tokens, {len(store.chunks)} chunk(s), "
+        f"checksums match, all ids < {store.vocab_size:,})"
+    )
