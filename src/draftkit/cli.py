@@ -351,6 +351,21 @@ def build_parser() -> argparse.ArgumentParser:
     sv.set_defaults(func=_datastore_command("verify"))
     store.set_defaults(func=lambda args: (store.print_help(), 2)[1])
 
+    ls = sub.add_parser("layerskip", help="layer-skip self-speculation (search a skip set)",
+                        description="Tools for the layerskip draft source (Draft & Verify).")
+    ls_sub = ls.add_subparsers(dest="layerskip_command", metavar="ACTION")
+    ls_search = ls_sub.add_parser(
+        "search", help="find which sub-layers to skip by Bayesian optimisation of measured speed",
+        description="Search the attention / MLP sub-layers to skip when the model drafts for itself, by "
+        "Bayesian optimisation (Gaussian process) over per-layer switches, with the paper's objective: the "
+        "measured tokens/s of self-speculative greedy decoding on a few calibration prompts. Resumable (the "
+        "state is saved after every trial); prints the best set and its speedup; the result file records the "
+        "model it was searched for. Needs `pip install 'draftkit[layerskip]'`.")
+    ls_search.set_defaults(func=_lazy("draftkit.sources.layerskip.command", "run_search"),
+                           add_arguments=("draftkit.sources.layerskip.command", "add_search_arguments"))
+    _add_lazy_arguments(ls_search)
+    ls.set_defaults(func=lambda args: (ls.print_help(), 2)[1])
+
     plug = sub.add_parser(
         "plugins", help="list every source, tree builder and verifier with the package providing it",
         description="List the registered parts and any plugin that failed to load.",
