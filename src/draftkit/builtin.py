@@ -22,7 +22,10 @@ def _aded(**options: Any) -> Any:
 def _rest(**options: Any) -> Any:
     from .sources.rest import Rest
 
-    return Rest.open(**options) if "path" in options else Rest(**options)
+    if "path" in options:
+        path = options.pop("path")
+        return Rest.open(path, **options)
+    return Rest(**options)
 
 
 def _layerskip(**options: Any) -> Any:
@@ -49,26 +52,12 @@ def _greedy(**options: Any) -> Any:
     return GreedyVerifier(**options)
 
 
-def _module_exists(name: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
-
-
 @hookimpl
 def draftkit_register_sources(register: Register) -> None:
     register("pld", _pld)
-    # Sources that live in their own subpackages are registered once they ship.
-    for name, module, factory in (
-        ("aded", "draftkit.sources.aded", _aded),
-        ("rest", "draftkit.sources.rest", _rest),
-        ("layerskip", "draftkit.sources.layerskip", _layerskip),
-    ):
-        if _module_exists(module):
-            register(name, factory)
+    register("aded", _aded)  # options: matrix=PATH (else starts empty and learns online), persist, ...
+    register("rest", _rest)  # options: path=STORE (required unless include_context=True), ...
+    register("layerskip", _layerskip)  # options: skip_set=SKIP.json, drafting, max_draft, ...
 
 
 @hookimpl
