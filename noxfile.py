@@ -32,14 +32,14 @@ def install_project(session: nox.Session, *extras: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite with Numba kernels compiled."""
-    install_project(session, "dev")
+    install_project(session, "dev", "bench")
     session.run("pytest", "-q", *session.posargs, env=THREADS)
 
 
 @nox.session
 def tests_nojit(session: nox.Session) -> None:
     """The test suite on the plain-Python reference path of every Numba kernel."""
-    install_project(session, "dev")
+    install_project(session, "dev", "bench")
     session.run("pytest", "-q", *session.posargs, env={**THREADS, "NUMBA_DISABLE_JIT": "1"})
 
 
@@ -60,7 +60,8 @@ def plugins(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.5")
-    session.run("ruff", "check", "src", "tests", "plugins", "benchmarks", "examples", "noxfile.py")
+    paths = [p for p in ("src", "tests", "plugins", "benchmarks", "examples") if (ROOT / p).exists()]
+    session.run("ruff", "check", *paths, "noxfile.py")
 
 
 @nox.session(default=False)

@@ -161,9 +161,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     draft_name = args.draft_model or ("demo-draft" if args.model == "demo" else None)
     if draft_name:
         draft_model, _ = load_model_and_tokenizer(draft_name, args.dtype)
-    prompts = load_prompt_set(args.prompts, args.limit)
     registry = build_registry()
     names = [n.strip() for n in args.methods.split(",")] if args.methods else None
+    from .bench.setup import check_method_names
+
+    check_method_names(names, registry)
+    prompts = load_prompt_set(args.prompts, args.limit)
     corpus_sources = {}
     if not args.no_corpus:
         from .bench.corpus import corpus_sources_for

@@ -14,9 +14,21 @@ from typing import Any
 from ..errors import DraftkitError
 from .methods import DraftkitMethod, HFMethod, Method, PlainMethod
 
-__all__ = ["PEERS", "build_methods"]
+__all__ = ["PEERS", "build_methods", "check_method_names"]
 
 PEERS = ("plain", "hf", "hf-pld", "hf-assisted")
+
+
+def check_method_names(names: Sequence[str] | None, registry: Any) -> None:
+    """Fail fast, before any model or prompt is loaded, on a misspelt method."""
+    if not names:
+        return
+    sources = registry.names("source")
+    unknown = [n for n in names if n not in PEERS and n not in sources]
+    if unknown:
+        raise DraftkitError(
+            f"unknown benchmark method(s) {', '.join(unknown)}; known: {', '.join([*PEERS, *sources])}"
+        )
 
 
 def build_methods(
@@ -35,12 +47,8 @@ def build_methods(
 
     corpus_sources = corpus_sources or {}
     sources = registry.names("source")
+    check_method_names(names, registry)
     wanted = list(names) if names else [*PEERS, *sources]
-    unknown = [n for n in wanted if n not in PEERS and n not in sources]
-    if unknown:
-        raise DraftkitError(
-            f"unknown benchmark method(s) {', '.join(unknown)}; known: {', '.join([*PEERS, *sources])}"
-        )
     if "plain" not in wanted:
         wanted.insert(0, "plain")  # the reference every greedy output is checked against
     methods: list[Method] = []
