@@ -95,20 +95,20 @@ def measure_verify_costs(target: object, sizes: list[int], prefix_len: int = 128
     prefix_len = max(2, min(prefix_len, window - max(sizes) - 2))
     prompt = torch.arange(prefix_len) % max(2, getattr(target, "vocab_size", 2))
     costs = []
-    target.start(prompt)  # type: ignore[attr-defined]
+    session = target.start(prompt)  # type: ignore[attr-defined]
     try:
         for k in sizes:
             tree = TokenTree.from_parents(np.zeros(k, np.int64), np.arange(-1, k - 1))
             times = []
             for _ in range(repeats + 1):
                 t0 = time.perf_counter()
-                target.forward_tree(0, tree)  # type: ignore[attr-defined]
+                session.forward_tree(0, tree)
                 times.append(time.perf_counter() - t0)
-                target.commit(())  # type: ignore[attr-defined]
-                target.cache.crop(-1)  # type: ignore[attr-defined]  # undo the committed pending token
+                session.commit(())
+                session.cache.crop(-1)  # undo the committed pending token
             costs.append(float(np.median(times[1:])))
     finally:
-        target.end()  # type: ignore[attr-defined]
+        session.end()
     return np.asarray(costs)
 
 
@@ -143,6 +143,9 @@ class CostAwareBudget:
 
     @classmethod
     def calibrate(cls, target: object, max_budget: int = 64) -> CostAwareBudget:
+        window = getattr(target, "context_window", None)
+        if window is not None:  # a calibration tree must fit in the model's positions
+            max_budget = max(1, min(max_budget, window // 2 - 2))
         grid = [0] + [k for k in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128) if k <= max_budget]
         if grid[-1] != max_budget:
             grid.append(max_budget)

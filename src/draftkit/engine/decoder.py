@@ -163,7 +163,11 @@ class SpeculativeDecoder:
             return self.verifier
         if not sampling.do_sample:
             return self.registry.verifier("greedy")
-        for name in self.registry.names("verifier"):
+        # draftkit's own sampling verifiers first; a plugin's only when none of them applies
+        # (a plugin verifier is used by default only if it is the only lossless choice).
+        builtin = [n for n in ("walk", "speculative") if n in self.registry.names("verifier")]
+        others = [n for n in self.registry.names("verifier") if n not in builtin]
+        for name in builtin + others:
             candidate = self.registry.verifier(name)
             if candidate.samples and candidate.supports(caps):
                 return candidate
@@ -194,13 +198,12 @@ class SpeculativeDecoder:
             plan.prompt, plan.sampling, plan.stop, plan.stop_token_ids, plan.random
         )
         vocab = self.target.vocab_size
-        target = self.target
+        target = self.target.start(prompt)  # this request's own KV cache
         prompt_len = int(prompt.numel())
         window = target.context_window
         stats = DecodeStats(prompt_tokens=prompt_len)
         sequence: list[int] = prompt.tolist()
         t0 = time.perf_counter()
-        target.start(prompt)
         self.source.begin(prompt.numpy().copy())
         stats.time_prefill = time.perf_counter() - t0
         want_logits = self.source.capabilities.wants_node_logits
@@ -232,6 +235,17 @@ class SpeculativeDecoder:
                         sampling=sampling,
                     )
                     draft = self.source.propose(request)
+                    if not isinstance(draft, Draft):
+                        raise ContractViolationError(
+                            f"source {self.source.name!r} returned {type(draft).__name__} from propose(); "
+                            "it must return a draftkit.Draft (Draft.empty() when it has nothing)"
+                        )
+                    for seq in draft.sequences:
+                        if np.asarray(seq).dtype.kind not in "iu":
+                            raise ContractViolationError(
+                                f"source {self.source.name!r} drafted a sequence of dtype "
+                                f"{np.asarray(seq).dtype}; token ids must be integers"
+                            )
                 else:
                     draft = Draft.empty()
                 t1 = time.perf_counter()
@@ -259,19 +273,23 @@ class SpeculativeDecoder:
                 stats.accept_lengths.append(len(emitted))
                 if not reason:
                     target.commit(verdict.accepted_nodes)
+                # What the source and the budget policy learn from stops where generation stops:
+                # the verdict is cut like the emitted tokens, and the node logits of a final
+                # step (which may follow an EOS or a stop string) are withheld.
+                seen = verdict if keep > len(verdict.accepted_nodes) else Verdict(accepted_nodes, verdict.bonus_token)
                 self.source.observe(
                     StepFeedback(
                         context=context,
                         tree=tree,
-                        verdict=verdict,
+                        verdict=seen,
                         emitted=np.asarray(emitted, dtype=np.int64),
-                        node_logits=logits if want_logits else None,
+                        node_logits=logits if want_logits and not reason else None,
                         eos_token_ids=stop_ids,
                     )
                 )
                 sequence.extend(emitted)
                 t4 = time.perf_counter()
-                self.budget_policy.observe(tree, verdict, drafted, (t4 - t3) + (t2 - t0))
+                self.budget_policy.observe(tree, seen, drafted, (t4 - t3) + (t2 - t0))
                 stats.time_other += time.perf_counter() - t3 + (t2 - t1)
                 yield emitted
                 if reason:

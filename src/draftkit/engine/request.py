@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import BatchSizeError, EmptyPromptError, InvalidInputError
+from ..errors import BatchSizeError, EmptyPromptError, InvalidInputError, UnsupportedSamplingError
 from ..types import SamplingParams
 from ..verify.random import RandomStream
 from .stopping import StopConditions, StopStringMatcher
@@ -97,6 +97,52 @@ def generation_defaults(model: torch.nn.Module) -> dict[str, Any]:
     return out
 
 
+#: Options that only matter in modes draftkit never runs (beam search, contrastive
+#: search, several sequences); a generation config may set them harmlessly.
+_INERT_OPTIONS = frozenset({
+    "length_penalty", "num_return_sequences", "diversity_penalty", "num_beam_groups", "penalty_alpha",
+    "logits_processor", "stopping_criteria", "prefix_allowed_tokens_fn",
+})
+
+
+def _refuse_configured_processors(model: torch.nn.Module) -> None:
+    """Refuse logits processors switched on in the model's ``generation_config``.
+
+    ``model.generate`` applies them even when the call does not mention them, so
+    ignoring them would silently produce different text than the user's
+    ``generate`` call.
+    """
+    config = getattr(model, "generation_config", None)
+    if config is None:
+        return
+    try:
+        from transformers import GenerationConfig
+
+        defaults = GenerationConfig._get_default_generation_params()
+    except (ImportError, AttributeError):  # pragma: no cover - older transformers
+        defaults = {}
+    active = []
+    for name in sorted(UNSUPPORTED_GENERATE_OPTIONS - _INERT_OPTIONS):
+        value = getattr(config, name, None)
+        if value is None or value == defaults.get(name) or value in ([], {}):
+            continue
+        if name in ("min_length", "no_repeat_ngram_size", "epsilon_cutoff", "eta_cutoff") and not value:
+            continue
+        if name in ("typical_p", "encoder_repetition_penalty", "guidance_scale") and value == 1.0:
+            continue
+        if name == "num_beams" and value == 1:
+            continue
+        if name == "renormalize_logits" and value is False:
+            continue
+        active.append(f"{name}={value!r}")
+    if active:
+        raise UnsupportedSamplingError(
+            f"the model's generation_config sets {', '.join(active)}, which model.generate would apply and "
+            "draftkit cannot apply losslessly; reset it (e.g. model.generation_config.<name> = None) to "
+            "decode without it"
+        )
+
+
 @dataclass(frozen=True)
 class RequestPlan:
     prompt: torch.Tensor  #: int64 [T]
@@ -126,8 +172,6 @@ def plan_request(
     **unsupported: Any,
 ) -> RequestPlan:
     if unsupported:
-        from ..errors import UnsupportedSamplingError
-
         names = sorted(unsupported)
         known = [n for n in names if n in UNSUPPORTED_GENERATE_OPTIONS]
         if known:
@@ -137,7 +181,10 @@ def plan_request(
                 f"{'it' if len(known) == 1 else 'them'} or use model.generate"
             )
         raise TypeError(f"generate() got unexpected keyword argument(s): {', '.join(names)}")
+    _refuse_configured_processors(target.model)
     prompt = prepare_prompt(input_ids)
+    if isinstance(max_new_tokens, np.integer):
+        max_new_tokens = int(max_new_tokens)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise InvalidInputError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
     defaults = generation_defaults(target.model)
@@ -156,10 +203,12 @@ def plan_request(
     if bad.numel():
         raise InvalidInputError(f"prompt token id {int(bad[0])} is outside the model's vocabulary [0, {vocab})")
     target.check_length(int(prompt.numel()), max_new_tokens)
+    if isinstance(eos_token_id, torch.Tensor):
+        eos_token_id = eos_token_id.reshape(-1).tolist()
     if eos_token_id is None:
         eos_ids = default_eos_ids(target.model)
-    elif isinstance(eos_token_id, int):
-        eos_ids = frozenset({eos_token_id})
+    elif isinstance(eos_token_id, (int, np.integer)):
+        eos_ids = frozenset({int(eos_token_id)})
     else:
         eos_ids = frozenset(int(e) for e in eos_token_id)
     stop_ids = eos_ids | frozenset(int(t) for t in (stop_token_ids or ()))

@@ -19,7 +19,7 @@ from ..errors import PromptTooLongError, UnsupportedModelError
 from ..trees.masks import tree_attention_inputs
 from ..types import TokenTree
 
-__all__ = ["TargetModel", "context_window", "sliding_window"]
+__all__ = ["TargetModel", "TargetSession", "context_window", "sliding_window"]
 
 
 def context_window(config: object) -> int | None:
@@ -50,8 +50,110 @@ class _CacheLayout:
     tree_size: int
 
 
+class TargetSession:
+    """The KV cache of one request, and the forward passes that use it.
+
+    Each ``generate()`` / ``stream()`` call owns one session, so several streams
+    of one decoder can be interleaved without touching each other's cache.
+    Sources that run the target themselves (layer-skip) receive the session as
+    ``DraftRequest.target`` and may use ``model``, ``cache``, ``cache_len`` and
+    ``device``; they must leave ``cache`` as they found it.
+    """
+
+    def __init__(self, owner: TargetModel) -> None:
+        self.owner = owner
+        self.model = owner.model
+        self.device = owner.device
+        self.dtype = owner.dtype
+        self.vocab_size = owner.vocab_size
+        self.context_window = owner.context_window
+        self.cache: object | None = None
+        self._layout: _CacheLayout | None = None
+
+    @property
+    def cache_len(self) -> int:
+        return 0 if self.cache is None else int(self.cache.get_seq_length())
+
+    @torch.inference_mode()
+    def prefill(self, prompt: torch.Tensor) -> None:
+        """Fill the cache with every prompt token but the last."""
+        from transformers.cache_utils import DynamicCache
+
+        self.cache = DynamicCache()
+        self._layout = None
+        prefix = prompt[:-1]
+        if prefix.numel():
+            out = self.model(input_ids=prefix.to(self.device)[None], past_key_values=self.cache, use_cache=True)
+            self.cache = out.past_key_values
+            self.owner._check_cache(self.cache)
+
+    @torch.inference_mode()
+    def forward_tree(self, pending_token: int, tree: TokenTree) -> torch.Tensor:
+        """Logits after the pending token and after every node: float [n + 1, V]."""
+        cache_len = self.cache_len
+        n = tree.size
+        ids = torch.empty((1, n + 1), dtype=torch.long)
+        ids[0, 0] = int(pending_token)
+        if n:
+            ids[0, 1:] = torch.from_numpy(tree.tokens)
+        ids = ids.to(self.device)
+        if n == 0:
+            # A plain step: the default causal mask is exactly right and cheaper.
+            positions = torch.tensor([[cache_len]], device=self.device)
+            out = self.model(input_ids=ids, position_ids=positions, past_key_values=self.cache, use_cache=True)
+        else:
+            mask, positions = tree_attention_inputs(tree, cache_len, self.dtype, self.device)
+            out = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=self.cache,
+                use_cache=True,
+            )
+        self.cache = out.past_key_values
+        self.owner._check_cache(self.cache)
+        self._layout = _CacheLayout(cache_len, n)
+        return out.logits[0]
+
+    @torch.inference_mode()
+    def commit(self, accepted_nodes: tuple[int, ...] | list[int]) -> None:
+        """Keep the pending token and the accepted nodes; drop every other tree entry.
+
+        The accepted path's entries are moved right after the pending token
+        (only those rows are copied, never the whole cache), then the tail is
+        cropped with the cache's public ``crop``.
+        """
+        layout = self._layout
+        if layout is None:
+            raise RuntimeError("commit() called without a preceding forward_tree()")
+        self._layout = None
+        keep = np.asarray(accepted_nodes, dtype=np.int64)
+        base = layout.cache_len + 1
+        total = base + layout.tree_size
+        k = int(keep.size)
+        if k and not np.array_equal(keep, np.arange(k)):
+            src = torch.from_numpy(keep + base).to(self.device)
+            for layer in self.cache.layers:
+                # The gather on the right makes a copy first, so overlapping moves are safe.
+                layer.keys[..., base : base + k, :] = layer.keys.index_select(-2, src)
+                layer.values[..., base : base + k, :] = layer.values.index_select(-2, src)
+        removed = total - (base + k)
+        if removed:
+            self.cache.crop(-removed)
+
+    def end(self) -> None:
+        """Release the request's cache."""
+        self.cache = None
+        self._layout = None
+
+
 class TargetModel:
-    """Runs a decoder-only HF model one request at a time with a croppable cache."""
+    """A decoder-only HF model checked once for tree verification with a croppable cache.
+
+    :meth:`start` opens a :class:`TargetSession` per request. For convenience in
+    single-request code (tests, calibration), ``forward_tree``, ``commit``,
+    ``cache`` and ``end`` act on the most recently started session.
+    """
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
@@ -78,27 +180,44 @@ class TargetModel:
         param = next(model.parameters())
         self.device = param.device
         self.dtype = param.dtype
-        head = model.get_output_embeddings()
-        weight = getattr(head, "weight", None)
+        weight = getattr(get_head(), "weight", None)
         self.vocab_size = int(weight.shape[0]) if weight is not None else int(config.vocab_size)
-        self.cache: object | None = None
-        self._layout: _CacheLayout | None = None
+        self._session: TargetSession | None = None
         self._probe()
 
     # -- checks -------------------------------------------------------------------------------
 
     def _probe(self) -> None:
-        """Run a 3-token prefill + 2-node tree step to check the cache can be cut back.
+        """Check tree verification on this model before any user request.
 
-        Recurrent, hybrid and other models whose cache is not a plain, croppable
-        key/value cache are refused here, before any user request.
+        A 4-token prefill, then a *branching* tree (two root children, one with a
+        child) whose logits must equal plain causal forwards over each node's
+        path: this refuses attention backends that ignore the 4-D tree mask, and
+        models whose cache is not a plain, croppable key/value cache (recurrent,
+        hybrid) fail on the way.
         """
-        ids = torch.zeros(3, dtype=torch.long)
+        vocab = max(2, self.vocab_size)
+        prompt = torch.arange(1, 5) % vocab
+        tokens = [5 % vocab, 6 % vocab, 7 % vocab]
+        tree = TokenTree.from_parents(tokens, [-1, -1, 0])
         try:
-            self.start(ids)
-            tree = TokenTree.from_parents([0, 0], [-1, 0])
-            self.forward_tree(0, tree)
-            self.commit((0,))
+            session = TargetSession(self)
+            session.prefill(prompt)
+            logits = session.forward_tree(int(prompt[-1]), tree)
+            session.commit((0, 2))
+            with torch.inference_mode():
+                for node, path in ((1, [1]), (2, [0, 2])):
+                    ids = torch.cat([prompt, torch.tensor([tokens[i] for i in path])]).to(self.device)
+                    plain = self.model(input_ids=ids[None]).logits[0, -1]
+                    scale = float(plain.abs().max()) + 1e-6
+                    tolerance = {torch.float64: 1e-6, torch.float32: 1e-3}.get(self.dtype, 5e-2)
+                    if float((logits[node + 1] - plain).abs().max()) > tolerance * scale:
+                        raise UnsupportedModelError(
+                            f"{type(self.model).__name__} ignores the 4-D tree attention mask (attention "
+                            f"implementation {getattr(self.config, '_attn_implementation', '?')!r}): tree "
+                            "verification would change the output. Load the model with "
+                            "attn_implementation='sdpa' or 'eager'"
+                        )
         except UnsupportedModelError:
             raise
         except Exception as exc:  # the model's own error says more than ours could
@@ -107,14 +226,10 @@ class TargetModel:
                 "draftkit needs a decoder-only model that accepts a 4-D attention mask, position_ids "
                 "and a DynamicCache"
             ) from exc
-        finally:
-            self.cache = None
-            self._layout = None
 
-    def _check_cache(self) -> None:
+    def _check_cache(self, cache: object) -> None:
         from transformers.cache_utils import DynamicCache, DynamicLayer
 
-        cache = self.cache
         if not isinstance(cache, DynamicCache):
             raise UnsupportedModelError(
                 f"{type(self.model).__name__} returned a {type(cache).__name__}; draftkit needs a "
@@ -142,78 +257,35 @@ class TargetModel:
                 "rolled back past the window. Lower max_new_tokens or shorten the prompt"
             )
 
-    # -- request lifecycle --------------------------------------------------------------------
+    # -- requests -----------------------------------------------------------------------------
 
-    @torch.inference_mode()
-    def start(self, prompt: torch.Tensor) -> None:
-        """Reset the cache and prefill every prompt token but the last."""
-        from transformers.cache_utils import DynamicCache
+    def start(self, prompt: torch.Tensor) -> TargetSession:
+        """Open a session for a request and prefill its prompt (all tokens but the last)."""
+        session = TargetSession(self)
+        session.prefill(prompt)
+        self._session = session
+        return session
 
-        self.cache = DynamicCache()
-        self._layout = None
-        prefix = prompt[:-1]
-        if prefix.numel():
-            ids = prefix.to(self.device)[None]
-            out = self.model(input_ids=ids, past_key_values=self.cache, use_cache=True)
-            self.cache = out.past_key_values
-            self._check_cache()
+    def _current(self) -> TargetSession:
+        if self._session is None:
+            raise RuntimeError("no request started: call start(prompt) first")
+        return self._session
+
+    @property
+    def cache(self) -> object | None:
+        return None if self._session is None else self._session.cache
 
     @property
     def cache_len(self) -> int:
-        return 0 if self.cache is None else int(self.cache.get_seq_length())
+        return 0 if self._session is None else self._session.cache_len
 
-    @torch.inference_mode()
     def forward_tree(self, pending_token: int, tree: TokenTree) -> torch.Tensor:
-        """Logits after the pending token and after every node: float [n + 1, V]."""
-        cache_len = self.cache_len
-        n = tree.size
-        ids = torch.empty((1, n + 1), dtype=torch.long)
-        ids[0, 0] = int(pending_token)
-        if n:
-            ids[0, 1:] = torch.from_numpy(tree.tokens)
-        ids = ids.to(self.device)
-        if n == 0:
-            # A plain step: the default causal mask is exactly right and cheaper.
-            positions = torch.tensor([[cache_len]], device=self.device)
-            out = self.model(
-                input_ids=ids, position_ids=positions, past_key_values=self.cache, use_cache=True
-            )
-        else:
-            mask, positions = tree_attention_inputs(tree, cache_len, self.dtype, self.device)
-            out = self.model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=positions,
-                past_key_values=self.cache,
-                use_cache=True,
-            )
-        self.cache = out.past_key_values
-        self._check_cache()
-        self._layout = _CacheLayout(cache_len, n)
-        return out.logits[0]
+        return self._current().forward_tree(pending_token, tree)
 
     def commit(self, accepted_nodes: tuple[int, ...] | list[int]) -> None:
-        """Keep the pending token and the accepted nodes; drop every other tree entry."""
-        layout = self._layout
-        if layout is None:
-            raise RuntimeError("commit() called without a preceding forward_tree()")
-        self._layout = None
-        keep_tree = np.asarray(accepted_nodes, dtype=np.int64)
-        base = layout.cache_len + 1
-        total = base + layout.tree_size
-        if keep_tree.size == 0 or np.array_equal(keep_tree, np.arange(keep_tree.size)):
-            removed = total - (base + keep_tree.size)
-            if removed:
-                self.cache.crop(-removed)
-            return
-        index = torch.cat(
-            [torch.arange(base), torch.from_numpy(keep_tree + base)]
-        ).to(self.device)
-        for layer in self.cache.layers:
-            layer.keys = layer.keys.index_select(-2, index)
-            layer.values = layer.values.index_select(-2, index)
+        self._current().commit(accepted_nodes)
 
     def end(self) -> None:
-        """Release the request's cache."""
-        self.cache = None
-        self._layout = None
+        if self._session is not None:
+            self._session.end()
+        self._session = None

@@ -73,6 +73,11 @@ class GreedyVerifier:
         random: RandomStream | None,
         position: int,
     ) -> Verdict:
-        scores = process(logits, node_paths(tree, sampling))
+        if sampling.uses_context_processors:
+            scores = process(logits, node_paths(tree, sampling))
+        else:
+            # No processor changes the argmax (temperature/top-k/top-p do not apply to greedy):
+            # skip the float64 copy of [n + 1, V] logits. Casting is monotonic, so ties agree.
+            scores = logits
         argmax = torch.argmax(scores, dim=-1).cpu().numpy()
         return greedy_walk(tree, argmax)

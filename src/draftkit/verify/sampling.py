@@ -108,6 +108,37 @@ def target_probs(
     return scores.softmax(dim=-1)
 
 
+class LazyTargetProbs:
+    """``probs[row]`` of :func:`target_probs`, computed only for the rows a walk visits.
+
+    A walk visits at most ``depth + 1`` of the ``n + 1`` rows; processing (a sort
+    over the vocabulary for top-p) every row would cost far more than the walk.
+    Rows are processed one at a time with exactly the operations of the batched
+    path, so the law is the same.
+    """
+
+    def __init__(self, tree: TokenTree, logits: torch.Tensor, sampling: SamplingParams,
+                 process: LogitsProcessorFn) -> None:
+        self.tree = tree
+        self.logits = logits
+        self.sampling = sampling
+        self.process = process
+        self._rows: dict[int, torch.Tensor] = {}
+
+    def __getitem__(self, row: int) -> torch.Tensor:
+        cached = self._rows.get(row)
+        if cached is None:
+            if self.sampling.uses_context_processors and row > 0:
+                path = [self.tree.path_tokens(row - 1)]
+            else:
+                path = [np.empty(0, np.int64)]
+            scores = self.process(self.logits[row : row + 1], path)
+            if scores.dtype != torch.float64:
+                scores = scores.to(torch.float64)
+            cached = self._rows[row] = scores.softmax(dim=-1)[0]
+        return cached
+
+
 def child_lists(tree: TokenTree) -> list[list[int]]:
     """``out[0]`` = children of the root, ``out[i + 1]`` = children of node ``i``, in node order."""
     out: list[list[int]] = [[] for _ in range(tree.size + 1)]

@@ -30,12 +30,12 @@ import torch
 from ..interfaces import LogitsProcessorFn
 from ..types import DraftKind, SamplingParams, SourceCapabilities, TokenTree, Verdict
 from .random import RandomStream
-from .sampling import Draws, StreamDraws, child_lists, require_stream, target_probs
+from .sampling import Draws, LazyTargetProbs, StreamDraws, child_lists, require_stream
 
 __all__ = ["SampleWalkVerifier", "sample_walk"]
 
 
-def sample_walk(tree: TokenTree, probs: torch.Tensor, draws: Draws) -> Verdict:
+def sample_walk(tree: TokenTree, probs: torch.Tensor | LazyTargetProbs, draws: Draws) -> Verdict:
     """Walk ``tree`` by sampling; pure apart from ``draws``.
 
     ``probs`` is float64 [n + 1, V]: row 0 the law after the context, row ``i + 1``
@@ -80,5 +80,5 @@ class SampleWalkVerifier:
         position: int,
     ) -> Verdict:
         stream = require_stream(random, sampling, self.name)
-        probs = target_probs(tree, logits, sampling, process)
+        probs = LazyTargetProbs(tree, logits, sampling, process)
         return sample_walk(tree, probs, StreamDraws(stream, position))

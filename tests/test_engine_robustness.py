@@ -1,0 +1,114 @@
+"""Regression tests from review: concurrency, configured processors, mask probing, contracts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import draftkit
+from draftkit.errors import ContractViolationError, UnsupportedModelError, UnsupportedSamplingError
+from draftkit.testing.models import tiny_model
+from draftkit.testing.sources import OracleSource, ScriptedSource
+from draftkit.types import Draft
+from helpers import cached_model, hf_greedy
+
+
+def test_interleaved_streams_of_one_decoder_do_not_share_a_cache():
+    """float64 model: two requests stepped alternately both equal plain decoding."""
+    model = cached_model("llama")
+    decoder = draftkit.SpeculativeDecoder(model, source="pld", budget=8)
+    a, b = [[1, 2, 3, 1, 2, 3, 1]], [[9, 8, 7, 6, 9, 8]]
+    sa, sb = decoder.stream(a, max_new_tokens=30), decoder.stream(b, max_new_tokens=30)
+    out_a, out_b = [], []
+    for _ in range(100):
+        for stream, out in ((sa, out_a), (sb, out_b)):
+            out.extend(next(stream, []))
+    plain = draftkit.PlainDecoder(model)
+    assert out_a == plain.generate(a, max_new_tokens=30).new_tokens[0].tolist()
+    assert out_b == plain.generate(b, max_new_tokens=30).new_tokens[0].tolist()
+
+
+def test_processors_switched_on_in_generation_config_are_refused():
+    model = tiny_model("llama", seed=3)
+    model.generation_config.no_repeat_ngram_size = 2
+    with pytest.raises(UnsupportedSamplingError, match="no_repeat_ngram_size=2"):
+        draftkit.SpeculativeDecoder(model).generate([[1, 2]], max_new_tokens=4)
+    model.generation_config.no_repeat_ngram_size = None
+    draftkit.SpeculativeDecoder(model).generate([[1, 2]], max_new_tokens=4)
+
+
+def test_generation_config_sampling_defaults_are_used():
+    """HF semantics: an omitted top_k comes from generation_config (here 1: sampling becomes greedy)."""
+    model = tiny_model("gpt2", seed=4)
+    model.generation_config.top_k = 1
+    out = draftkit.SpeculativeDecoder(model).generate([[5, 6, 7]], max_new_tokens=12, do_sample=True, seed=3)
+    assert out.sequences[0].tolist() == hf_greedy(model, [5, 6, 7], 12, None)
+
+
+def test_attention_that_ignores_the_tree_mask_is_refused():
+    """A backend that drops the 4-D mask would let siblings see each other: refused at construction."""
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    def ignore_mask(module, query, key, value, attention_mask, **kwargs):
+        q, k = query.shape[-2], key.shape[-2]
+        causal = torch.ones(q, k, dtype=torch.bool).tril(k - q)
+        return sdpa_attention_forward(module, query, key, value, causal[None, None], **kwargs)
+
+    AttentionInterface.register("draftkit_test_ignore_mask", ignore_mask)
+    model = tiny_model("llama", seed=5)
+    model.set_attn_implementation("draftkit_test_ignore_mask")
+    with pytest.raises(UnsupportedModelError, match="ignores the 4-D tree attention mask"):
+        draftkit.SpeculativeDecoder(model)
+
+
+def test_auto_budget_on_a_small_context():
+    model = cached_model("gpt2", context=32)
+    decoder = draftkit.SpeculativeDecoder(model, budget="auto")
+    assert decoder.budget <= 14
+    prompt = list(range(1, 11))
+    out = decoder.generate([prompt], max_new_tokens=20)
+    assert out.sequences.tolist() == draftkit.PlainDecoder(model).generate([prompt], max_new_tokens=20).sequences.tolist()
+
+
+@pytest.mark.parametrize("bad, match", [
+    (None, "returned NoneType from propose"),
+    ([1, 2], "returned list from propose"),
+    (Draft((np.array([1.7, 2.2]),)), "token ids must be integers"),
+])
+def test_sources_returning_the_wrong_type(bad, match):
+    model = cached_model("llama")
+    source = ScriptedSource(lambda req: bad, name="sloppy")
+    with pytest.raises(ContractViolationError, match=match):
+        draftkit.SpeculativeDecoder(model, source=source).generate([[1, 2, 3]], max_new_tokens=4)
+
+
+def test_feedback_stops_where_generation_stops():
+    """After an EOS in the middle of an accepted block, the source sees the cut verdict, no node logits."""
+    model = cached_model("llama")
+    prompt = [7, 8, 9]
+    free = hf_greedy(model, prompt, 30, None)
+    eos = free[len(prompt) + 5]
+    feedback = []
+
+    class Watcher(OracleSource):
+        capabilities = draftkit.SourceCapabilities(wants_node_logits=True)
+
+        def observe(self, fb):
+            feedback.append(fb)
+
+    draftkit.SpeculativeDecoder(model, source=Watcher(free), tree="chain", budget=16).generate(
+        [prompt], max_new_tokens=30, eos_token_id=eos)
+    last = feedback[-1]
+    assert last.emitted.tolist()[-1] == eos
+    assert len(last.verdict.accepted_nodes) <= last.emitted.size
+    assert last.node_logits is None
+    assert all(fb.node_logits is not None for fb in feedback[:-1])
+
+
+def test_numpy_integers_and_tensor_eos_are_accepted():
+    model = cached_model("qwen2")
+    out = draftkit.SpeculativeDecoder(model).generate(np.array([[1, 2, 3]]), max_new_tokens=np.int64(5),
+                                                      eos_token_id=torch.tensor([3]))
+    assert out.sequences.shape[1] <= 8
