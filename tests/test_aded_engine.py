@@ -117,3 +117,18 @@ def test_nothing_after_eos_is_learnt(model):
     dec.generate(torch.tensor([[20, 21, EOS, 22, 23, 24]]), max_new_tokens=NEW, eos_token_id=EOS)
     for a, b, _ in source.to_matrix().rows():
         assert a != EOS and b != EOS
+
+
+@pytest.mark.parametrize("matrix", [False, True])
+def test_prompt_is_learnt_with_this_requests_eos_when_nothing_is_drafted(model, matrix):
+    """max_new_tokens=1 leaves no room for a draft, so propose never runs and observe learns
+    the prompt: it must use this request's EOS ids, not the source's stale (here: empty) set."""
+    prompt = [20, 21, EOS, 22, 23, 24]
+    source = Aded(matrix=build_matrix([np.arange(30, 60)], VOCAB)) if matrix else Aded(vocab_size=VOCAB)
+    dec = SpeculativeDecoder(model, source=source)
+    out = dec.generate(torch.tensor([prompt]), max_new_tokens=1, eos_token_id=EOS)
+    assert out.stats.steps == 1 and out.stats.drafted == 0
+    learnt = {(a, b): [c for c, _ in succ] for a, b, succ in source.to_matrix().rows()}
+    assert learnt[(20, 21)] == [EOS]  # the prompt was learnt ...
+    assert (21, EOS) not in learnt and (EOS, 22) not in learnt  # ... but nothing across its EOS
+    assert learnt[(22, 23)] == [24]

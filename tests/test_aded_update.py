@@ -7,10 +7,11 @@ rule (order-insensitive) and against the reference table (same row order).
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from draftkit.sources.aded import AdaptConfig, AdaptiveTable, build_matrix
+from draftkit.sources.aded import AdaptConfig, AdaptiveTable, MctsConfig, build_matrix
 from draftkit.sources.aded.reference import ReferenceTable
 
 
@@ -134,3 +135,82 @@ def test_eos_and_out_of_vocabulary_tokens_are_not_learnt():
     table.update(np.array([1, 2, 9, 3, 4, 12, 5]), np.array([9]))
     learnt = {(a, b): dict(s) for a, b, s in table.to_matrix().rows()}
     assert learnt == {(1, 2): {9: f32(0.04)}}
+
+
+def test_learnt_successors_per_bigram_are_capped():
+    """One bigram followed by thousands of distinct tokens (an indentation in code) keeps at most
+    ``max_learnt_per_bigram`` learnt successors, so its row and the MCTS node pool stay small.
+
+    Before the cap the row held every successor ever seen and ``propose`` allocated room for
+    ``1 + iterations * row length`` nodes (tens of MB) on every call.
+    """
+    vocab = 8000
+    rng = np.random.default_rng(0)
+    matrix = build_matrix([rng.integers(0, vocab, 5000) for _ in range(4)] + [np.array([1, 2, 3, 1, 2, 4])],
+                          vocab, top_k=12)
+    base = len(matrix.successors_of(1, 2))
+    assert base == 2
+    cfg = AdaptConfig()  # max_learnt_per_bigram = 12
+    mcts = MctsConfig()
+    table = AdaptiveTable(matrix, cfg)
+    ref = ReferenceTable(matrix, cfg)
+    for c in range(5, 3000):
+        window = np.array([1, 2, c, 1, 2, (c * 7) % vocab], np.int64)
+        table.update(window)
+        ref.update(window)
+    row = table.successors(1, 2)
+    assert len(row) == base + cfg.max_learnt_per_bigram
+    assert row == ref.successors(1, 2)
+    assert [c for c, _ in row[:base]] == [3, 4]  # the corpus successors are never dropped
+    assert table.max_row_length <= 12 + cfg.max_learnt_per_bigram
+    assert table.mcts_node_capacity(mcts) <= 1 + mcts.iterations * (12 + cfg.max_learnt_per_bigram)
+    assert table.num_inserted == ref.num_inserted
+    assert list(table.to_matrix().rows()) == list(ref.to_matrix().rows())
+
+
+def test_a_full_row_drops_its_weakest_then_oldest_learnt_successor():
+    matrix = build_matrix([], 20)
+    cfg = AdaptConfig(increment=0.25, max_learnt_per_bigram=3)
+    for table in (AdaptiveTable(matrix, cfg), ReferenceTable(matrix, cfg)):
+        table.update(np.array([1, 2, 5, 1, 2, 6, 1, 2, 7], np.int64))  # row (1, 2): 5, 6, 7
+        table.update(np.array([1, 2, 6], np.int64))  # 6 reinforced
+        table.update(np.array([1, 2, 8], np.int64))  # full: 5 goes (weakest, oldest)
+        assert table.successors(1, 2) == [(6, 0.5), (7, 0.25), (8, 0.25)]
+        table.update(np.array([1, 2, 9], np.int64))  # then 7 (8 is as weak but newer)
+        assert table.successors(1, 2) == [(6, 0.5), (8, 0.25), (9, 0.25)]
+        assert table.num_inserted == 3 + 4  # (1,2,*) x3; (2,5,1), (5,1,2), (2,6,1), (6,1,2)
+
+
+@pytest.mark.parametrize("max_learnt", [1, 2, 5])
+def test_capped_rows_and_compaction_agree_with_the_reference(max_learnt):
+    """Many dropped entries and pool compactions (dead slots reclaimed): both backends stay identical,
+    also in the drafts they make from the learnt rows."""
+    vocab = 40
+    cfg = AdaptConfig(max_inserted=1024, max_learnt_per_bigram=max_learnt)
+    rng = np.random.default_rng(max_learnt)
+    matrix = build_matrix([rng.integers(0, vocab, 300)], vocab, top_k=3)
+    table = AdaptiveTable(matrix, cfg, initial_capacity=64)
+    ref = ReferenceTable(matrix, cfg)
+    eos = np.array([0], np.int64)
+    mcts = MctsConfig(iterations=40)
+    width = mcts.max_path_len
+    for step in range(400):
+        w = rng.integers(0, vocab, 16)
+        if step % 4 == 0:
+            w[:3] = [1, 2, rng.integers(0, vocab)]  # keep the bigram (1, 2) busy
+        assert table.update(w, eos) == ref.update(w, eos)
+        assert table.num_inserted == ref.num_inserted <= cfg.max_inserted
+        if step % 50 == 49:
+            assert list(table.to_matrix().rows()) == list(ref.to_matrix().rows())
+            outs = []
+            for t in (table, ref):
+                paths = np.zeros((mcts.num_paths, width), np.int64)
+                lens = np.zeros(mcts.num_paths, np.int64)
+                weights = np.zeros(mcts.num_paths, np.float64)
+                n = t.draft(1, 2, eos, vocab, width, 64, mcts, step | 1, paths, lens, weights)
+                outs.append([(paths[i, : lens[i]].tolist(), float(weights[i])) for i in range(n)])
+            assert outs[0] == outs[1] and outs[0]
+    # Corpus successors are never dropped, so a row's learnt successors are the rest of it.
+    learnt = [len(succ) - len(matrix.successors_of(a, b)) for a, b, succ in table.to_matrix().rows()]
+    assert max(learnt) == max_learnt
+    assert table.max_row_length <= 3 + max_learnt

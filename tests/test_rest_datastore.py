@@ -335,3 +335,73 @@ def test_cli_functions(tmp_path: Path):
     (tmp_path / "s" / "chunk-00000.sa").write_bytes(b"")
     with pytest.raises(CorruptDataFileError, match="truncated"):
         datastore_verify(tmp_path / "s", progress=False)
+
+
+# A damaged suffix array whose damage the spot checks of `open` do not sample: every entry
+# out of range except the sampled ones (and their right neighbours, which the order check reads).
+_UNSAMPLED_DAMAGE_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+import numpy as np
+from draftkit.errors import CorruptDataFileError
+from draftkit.sources.rest import Datastore, Rest, build_datastore, kernels, reference
+from draftkit.sources.rest.datastore import _SPOT_CHECKS
+from draftkit.sources.rest.suffix import RetrievalParams, retrieve
+from draftkit.types import DraftRequest
+
+out, bad = Path(sys.argv[1]), int(sys.argv[2])
+rng = np.random.default_rng(0)
+docs = [rng.integers(0, 50, 2000) for _ in range(5)]
+build_datastore(out, docs, 97)
+entry = json.loads((out / "datastore.json").read_text())["chunks"][0]["suffix_array"]
+sa = np.memmap(out / entry["file"], dtype="<i4", mode="r+")
+n = sa.size
+spot = set(np.unique(np.linspace(0, n - 1, min(n, _SPOT_CHECKS)).astype(np.int64)).tolist())
+sa[[i for i in range(n) if i not in spot and i - 1 not in spot]] = bad
+sa.flush()
+del sa
+store = Datastore.open(out)  # the damage is not sampled
+print("opened")
+source = Rest(store)
+chunks = [(c.tokens, c.suffix_array) for c in store.chunks]
+for start in range(0, 200, 20):
+    ctx = np.asarray(docs[0][start : start + 40], np.int64)
+    try:
+        source.propose(DraftRequest(context=ctx, prompt_length=40, max_depth=8, max_nodes=32, vocab_size=97))
+    except CorruptDataFileError as exc:
+        print("propose:", exc)
+    else:
+        print("propose: no error")
+    for impl in (kernels, reference):
+        try:
+            retrieve(chunks, ctx, RetrievalParams(), separator=97, vocab_limit=97, stops=np.empty(0, np.int64),
+                     max_depth=8, max_nodes=32, impl=impl, where=str(out))
+        except CorruptDataFileError:
+            print(impl.__name__.rsplit(".", 1)[1] + ": error")
+        else:
+            print(impl.__name__.rsplit(".", 1)[1] + ": no error")
+"""
+
+
+@pytest.mark.parametrize("bad", [-1_500_000_000, -1, 10_000_000])
+def test_unsampled_suffix_array_damage_is_an_error_not_a_crash(tmp_path: Path, bad: int):
+    """Out-of-range suffix-array entries that `open` does not sample must make `propose` raise
+    CorruptDataFileError naming the store and `draftkit datastore verify`, never read outside the
+    chunk (a negative entry used to segfault the interpreter, so this runs in a subprocess)."""
+    import subprocess
+    import sys
+
+    store = tmp_path / "store"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, "-c", _UNSAMPLED_DAMAGE_SCRIPT, str(store), str(bad)], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, f"exit code {run.returncode}: {run.stderr[-2000:]}"
+    lines = run.stdout.splitlines()
+    assert lines[0] == "opened"
+    proposes = [line for line in lines if line.startswith("propose:")]
+    assert len(proposes) == 10
+    for line in proposes:
+        assert str(store) in line and f"draftkit datastore verify {store}" in line and "suffix" in line
+    assert lines.count("kernels: error") == 10 and lines.count("reference: error") == 10
+    with pytest.raises(CorruptDataFileError, match="checksum mismatch"):  # what verify then says
+        verify_datastore(store)

@@ -394,3 +394,43 @@ def test_equal_queries_give_identical_drafts():
         drafts = [source.propose(req) for _ in range(3)]
     assert all([p.tolist() for p in d.sequences] == [p.tolist() for p in drafts[0].sequences] for d in drafts)
     assert source.capabilities.stateful is False
+
+
+@pytest.mark.parametrize("impl", [kernels, reference])
+def test_every_suffix_array_entry_read_is_range_checked(impl):
+    """Damaging any single entry of the matched range makes the step raise CorruptDataFileError
+    (the binary searches or the row gathering reads it), whichever entry it is. Entries too large
+    are used here; negative ones (which used to crash) are covered in a subprocess by
+    ``test_rest_datastore.py::test_unsampled_suffix_array_damage_is_an_error_not_a_crash``."""
+    from draftkit.errors import CorruptDataFileError
+
+    rng = np.random.default_rng(5)
+    docs = [rng.integers(0, 4, 30).tolist() for _ in range(6)]
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(tmp, docs, 4, 10_000)
+        tokens = np.asarray(store.chunks[0].tokens)
+        good = np.asarray(store.chunks[0].suffix_array).copy()
+    query = np.asarray([1, 2], np.int64)
+    params = RetrievalParams(min_len=2, max_len=2, max_matches=10**6)
+    m, lo, hi = kernels.longest_match(tokens, good, query, 2, 2, 4)
+    assert m == 2 and hi - lo >= 3
+    clean = retrieve([(tokens, good)], query, params, separator=4, vocab_limit=4, stops=np.empty(0, np.int64),
+                     max_depth=10, max_nodes=64, impl=impl)
+    assert clean.occurrences == hi - lo
+    for j in range(lo, hi):
+        for bad in (tokens.size, 2**31 - 1):
+            sa = good.copy()
+            sa[j] = bad
+            with pytest.raises(CorruptDataFileError, match="datastore verify /the/store"):
+                retrieve([(tokens, sa)], query, params, separator=4, vocab_limit=4, stops=np.empty(0, np.int64),
+                         max_depth=10, max_nodes=64, impl=impl, where="/the/store")
+    # The kernels themselves report the damage instead of reading outside the chunk.
+    sa = good.copy()
+    sa[lo:hi] = tokens.size + 7
+    rows, lens, terms = np.empty((hi - lo, 4), np.int64), np.empty(hi - lo, np.int64), np.empty(hi - lo, np.int64)
+    got = impl.gather_rows(tokens, sa, lo, hi, 2, hi - lo, 4, 4, 4, np.empty(0, np.int64), rows, lens, terms, 0)
+    assert got == kernels.CORRUPT
+    with pytest.raises(CorruptDataFileError, match="datastore verify"):
+        find_occurrences(tokens, sa, [1, 2])  # the match range itself holds bad entries
+    sa[:] = tokens.size
+    assert impl.longest_match(tokens, sa, query, 2, 2, 4) == (kernels.CORRUPT, 0, 0)

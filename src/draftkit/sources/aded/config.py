@@ -34,6 +34,12 @@ class AdaptConfig:
     ``increment``. At most ``max_inserted`` entries are inserted on top of the
     corpus-built matrix: when that pool is full, the weaker half (lowest weight,
     then oldest) is forgotten, so memory plateaus.
+
+    A bigram keeps at most ``max_learnt_per_bigram`` inserted successors (on top
+    of its ``top_k`` corpus ones): a new one replaces the row's weakest inserted
+    entry (lowest weight, then oldest). Without this cap a frequent bigram (an
+    indentation in code) collects thousands of successors and every lookup,
+    update and MCTS expansion of it becomes proportionally slower.
     """
 
     window: int = 16
@@ -43,6 +49,7 @@ class AdaptConfig:
     #: Learn every trigram of the prompt once at the start of a request (the
     #: official code only ever sees the last ``window`` tokens of the prompt).
     learn_prompt: bool = True
+    max_learnt_per_bigram: int = 12
 
     def __post_init__(self) -> None:
         if self.window < 3:
@@ -51,6 +58,11 @@ class AdaptConfig:
             raise InvalidInputError(f"increment must be a finite number >= 0, got {self.increment}")
         if not (self.max_weight > 0 and np.isfinite(self.max_weight)):
             raise InvalidInputError(f"max_weight must be a finite number > 0, got {self.max_weight}")
+        if isinstance(self.max_learnt_per_bigram, bool) or not isinstance(self.max_learnt_per_bigram, int) \
+                or self.max_learnt_per_bigram < 1:
+            raise InvalidInputError(
+                f"max_learnt_per_bigram must be an integer >= 1, got {self.max_learnt_per_bigram!r}"
+            )
         if self.max_inserted < 4 * UPDATE_CHUNK:
             raise InvalidInputError(
                 f"max_inserted must be >= {4 * UPDATE_CHUNK} entries, got {self.max_inserted}"

@@ -17,7 +17,7 @@ Array layout of an adaptive table (see :class:`.table.AdaptiveTable`)::
     ohash  int64   [H2, 2]  index of the inserted rows: bigram key -> j
     okey   int64   [C]      bigram key of inserted row j
     orows  int32   [C, 2]   inserted row j: (first entry or -1, number of entries)
-    pool_i int32   [C, 3]   inserted entries: (successor, next entry or -1, row j)
+    pool_i int32   [C, 3]   inserted entries: (successor, next entry or -1, row j or -1 once dropped)
     pool_w float32 [C]      their weights
     log    int64   [L]      base entries changed since the last reset (undo log)
     meta   int64   [8]      counters, see the META_* constants
@@ -28,6 +28,12 @@ A bigram (a, b) is keyed ``a * V + b``. Its successors are its base entries
 whether an inserted row exists (the flag), so a lookup touches two cache lines
 in the common case. A bigram seen only through insertions has no base slot and
 only an inserted row.
+
+A bigram holds at most ``max_learnt`` inserted successors: inserting one more
+drops the row's weakest inserted entry (lowest weight, then oldest). A dropped
+entry is unlinked from its row at once and its pool slot stays *dead* (row -1)
+until the next compaction reclaims it, so every row, and therefore every lookup,
+update and MCTS expansion, stays O(top_k + max_learnt) however long decoding runs.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ __all__ = [
     "META_LOG_USED",
     "META_LOG_OVERFLOW",
     "META_BASE_MAX_ROW",
+    "META_DEAD",
     "META_SIZE",
     "MAX_BASE_ROW",
     "build_hash",
@@ -59,6 +66,7 @@ __all__ = [
     "clear_inserted",
     "gather",
     "mcts_draft",
+    "node_capacity",
     "merged_rows",
 ]
 
@@ -70,6 +78,7 @@ META_MAX_ROW = 2  #: upper bound of any row's length (sizes the MCTS node pool)
 META_LOG_USED = 3  #: entries of the undo log in use
 META_LOG_OVERFLOW = 4  #: 1 when the undo log overflowed (reset then copies all weights)
 META_BASE_MAX_ROW = 5  #: longest base row
+META_DEAD = 6  #: pool slots of dropped entries (counted in META_POOL_USED until a compaction)
 META_SIZE = 8
 
 _U12 = np.uint64(12)
@@ -378,13 +387,38 @@ def append_many(keys, succ, weights, bhash, ohash, okey, orows, pool_i, pool_w, 
 
 
 @_jit
-def update_window(tokens, eos, vocab, increment, cap, bhash, bsucc, bw, bw0,
+def _drop_weakest(orow, orows, pool_i, pool_w, meta):
+    """Unlink the weakest inserted entry of row ``orow`` (lowest weight; ties: the oldest)."""
+    victim = orows[orow, 0]
+    victim_prev = np.int64(-1)
+    prev = victim
+    e = pool_i[victim, 1]
+    while e >= 0:
+        if pool_w[e] < pool_w[victim]:
+            victim = e
+            victim_prev = prev
+        prev = e
+        e = pool_i[e, 1]
+    if victim_prev < 0:
+        orows[orow, 0] = pool_i[victim, 1]
+    else:
+        pool_i[victim_prev, 1] = pool_i[victim, 1]
+    pool_i[victim, 1] = -1
+    pool_i[victim, 2] = -1
+    orows[orow, 1] -= 1
+    meta[META_DEAD] += 1
+    return victim
+
+
+@_jit
+def update_window(tokens, eos, vocab, increment, cap, max_learnt, bhash, bsucc, bw, bw0,
                   ohash, okey, orows, pool_i, pool_w, log, meta):
     """ADED's adaptive rule over ``tokens``: +increment (capped) per trigram, inserting new ones.
 
     A trigram occurring twice in ``tokens`` is reinforced twice. Trigrams with a
-    token outside [0, vocab) or an EOS as first or second token are skipped.
-    Returns the number of inserted entries.
+    token outside [0, vocab) or an EOS as first or second token are skipped. A
+    bigram that already has ``max_learnt`` inserted successors drops its weakest
+    one (:func:`_drop_weakest`) to make room. Returns the number of inserted entries.
     """
     inserted = 0
     for i in range(tokens.size - 2):
@@ -406,7 +440,7 @@ def update_window(tokens, eos, vocab, increment, cap, bhash, bsucc, bw, bw0,
                         meta[META_LOG_USED] += 1
                     else:
                         meta[META_LOG_OVERFLOW] = 1
-                bw[e] = min(bw[e] + increment, cap)
+                bw[e] = min(np.float64(bw[e]) + increment, cap)  # float64 also when interpreted
                 found = True
                 break
         if found:
@@ -415,12 +449,14 @@ def update_window(tokens, eos, vocab, increment, cap, bhash, bsucc, bw, bw0,
             e = orows[orow, 0]
             while e >= 0:
                 if pool_i[e, 0] == c:
-                    pool_w[e] = min(pool_w[e] + increment, cap)
+                    pool_w[e] = min(np.float64(pool_w[e]) + increment, cap)
                     found = True
                     break
                 e = pool_i[e, 1]
         if found:
             continue
+        if orow >= 0 and orows[orow, 1] >= max_learnt:
+            _drop_weakest(orow, orows, pool_i, pool_w, meta)
         append_entry(key, c, min(0.0 + increment, cap), bhash, ohash, okey, orows, pool_i, pool_w, meta)
         inserted += 1
     return inserted
@@ -445,6 +481,7 @@ def clear_inserted(bhash, ohash, okey, meta):
             bhash[s, 1] &= ~_INSERTED
     ohash[:, :] = -1
     meta[META_POOL_USED] = 0
+    meta[META_DEAD] = 0
     meta[META_INSERTED_ROWS] = 0
     meta[META_MAX_ROW] = meta[META_BASE_MAX_ROW]
     return 0
@@ -521,6 +558,12 @@ def _pick(n, ws, total, rng):
 
 
 @_jit
+def node_capacity(iterations, max_row):
+    """Nodes the MCTS may create: the root plus one expansion (a whole row) per iteration."""
+    return 1 + iterations * max(max_row, 1)
+
+
+@_jit
 def mcts_draft(root_a, root_b, eos, vocab, limit, iparams, fparams, rng,
                bhash, bsucc, bw, ohash, orows, pool_i, pool_w, meta,
                out_paths, out_lens, out_w):
@@ -552,7 +595,7 @@ def mcts_draft(root_a, root_b, eos, vocab, limit, iparams, fparams, rng,
     if gather(start, length, orow, bsucc, bw, orows, pool_i, pool_w, limit, buf_c, buf_w) == 0:
         return 0
 
-    cap_nodes = 1 + iterations * maxrow
+    cap_nodes = node_capacity(iterations, maxrow)
     ints = np.empty((7, cap_nodes), np.int64)
     floats = np.empty((4, cap_nodes), np.float64)
     tok = ints[0]

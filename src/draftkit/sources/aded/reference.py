@@ -112,7 +112,9 @@ class ReferenceTable:
 
     A row lists the matrix's successors first, then inserted ones oldest first
     (dict insertion order). ``_inserted`` remembers insertion order for the
-    bounded pool.
+    bounded pool; ``_dropped`` counts entries a full row dropped since the last
+    compaction, because the kernels' pool keeps their slots until then (and
+    compacts when live + dropped entries would overflow it).
     """
 
     backend = "reference"
@@ -128,6 +130,7 @@ class ReferenceTable:
         for a, b, succ in self.matrix.rows():
             self._rows[(a, b)] = {c: float(w) for c, w in succ}
         self._inserted: dict[tuple[int, int, int], None] = {}
+        self._dropped = 0
 
     # -- the adaptive rule ---------------------------------------------------------------------
 
@@ -142,6 +145,17 @@ class ReferenceTable:
                 if not row:
                     del self._rows[(a, b)]
         self._inserted = {order[i]: None for i in sorted(survivors)}
+        self._dropped = 0
+
+    def _drop_weakest(self, a: int, b: int, row: dict[int, float]) -> None:
+        learnt = [c for c in row if (a, b, c) in self._inserted]  # oldest first
+        victim = min(learnt, key=lambda c: row[c])  # the first (oldest) of the weakest
+        del row[victim]
+        del self._inserted[(a, b, victim)]
+        self._dropped += 1
+
+    def _num_learnt(self, a: int, b: int, row: dict[int, float]) -> int:
+        return sum(1 for c in row if (a, b, c) in self._inserted)
 
     def update(self, tokens: np.ndarray, eos: np.ndarray | None = None) -> int:
         eos_set = set() if eos is None else {int(t) for t in eos}
@@ -150,7 +164,7 @@ class ReferenceTable:
         inserted = 0
         for chunk in window_chunks(np.asarray(tokens, dtype=np.int64)):
             limit = a_cfg.max_inserted
-            if len(self._inserted) + chunk.size - 2 > limit:
+            if len(self._inserted) + self._dropped + chunk.size - 2 > limit:
                 self._compact(min(limit // 2, limit - (chunk.size - 2)))
             toks = chunk.tolist()
             for a, b, c in zip(toks, toks[1:], toks[2:], strict=False):
@@ -160,6 +174,8 @@ class ReferenceTable:
                 if c in row:
                     row[c] = _f32(min(row[c] + a_cfg.increment, a_cfg.max_weight))
                 else:
+                    if self._num_learnt(a, b, row) >= a_cfg.max_learnt_per_bigram:
+                        self._drop_weakest(a, b, row)
                     row[c] = _f32(min(0.0 + a_cfg.increment, a_cfg.max_weight))
                     self._inserted[(a, b, c)] = None
                     inserted += 1

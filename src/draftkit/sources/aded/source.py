@@ -60,9 +60,11 @@ class Aded:
 
     Learning: after every step the last ``window`` tokens reinforce their
     trigrams (``increment``, capped at ``max_weight``, missing ones inserted; at
-    most ``max_inserted`` insertions are kept); the prompt is learnt at the start
-    of each request (all of it with ``learn_prompt``, else its last ``window``
-    tokens). Trigrams continuing after an EOS / stop token are never learnt.
+    most ``max_inserted`` insertions are kept, at most ``max_learnt_per_bigram``
+    per bigram: a new one replaces the bigram's weakest); the prompt is learnt at
+    the start of each request (all of it with ``learn_prompt``, else its last
+    ``window`` tokens). Trigrams continuing after an EOS / stop token are never
+    learnt.
     With ``persist=True`` (the paper's behaviour) what is learnt carries over to
     the next ``generate()`` call; with ``persist=False`` every request starts
     from the matrix. :meth:`reset` restores the matrix's state.
@@ -91,6 +93,7 @@ class Aded:
         max_weight: float = 3.0,
         max_inserted: int = 1 << 20,
         learn_prompt: bool = True,
+        max_learnt_per_bigram: int = 12,
         iterations: int = 150,
         rollout_depth: int = 4,
         num_paths: int = 24,
@@ -112,7 +115,7 @@ class Aded:
                 f"vocab_size={vocab_size} but the matrix was built for {matrix.vocab_size} tokens; "
                 "omit vocab_size or build the matrix with this vocabulary"
             )
-        self.adapt = AdaptConfig(window, increment, max_weight, max_inserted, learn_prompt)
+        self.adapt = AdaptConfig(window, increment, max_weight, max_inserted, learn_prompt, max_learnt_per_bigram)
         self.mcts = MctsConfig(iterations, rollout_depth, num_paths, greedy_extension, c1, c2, max_nodes, normalize)
         self.persist = bool(persist)
         self.seed = int(seed)
@@ -208,12 +211,16 @@ class Aded:
             prompt = prompt[-self.adapt.window :]
         self._table.update(prompt, self._eos)
 
+    def _set_eos(self, eos_ids: frozenset[int]) -> None:
+        """Use the request's EOS / stop ids (converted once per request, not per step)."""
+        if eos_ids is not self._eos_key:
+            self._eos_key = eos_ids
+            self._eos = np.array(sorted(eos_ids), dtype=np.int64)
+
     def propose(self, request: DraftRequest) -> Draft:
         if self._table is None:
             self._make_table(int(request.vocab_size))
-        if request.eos_token_ids is not self._eos_key:
-            self._eos_key = request.eos_token_ids
-            self._eos = np.array(sorted(request.eos_token_ids), dtype=np.int64)
+        self._set_eos(request.eos_token_ids)
         if self._pending_prompt is not None:
             self._learn_prompt()
         ctx = request.context
@@ -235,12 +242,11 @@ class Aded:
     def observe(self, feedback: StepFeedback) -> None:
         if self._table is None:
             return
+        # The EOS set first: when no propose ran this request (max_new_tokens=1, budget 0)
+        # the pending prompt must not be learnt with the previous request's EOS ids.
+        self._set_eos(feedback.eos_token_ids)
         if self._pending_prompt is not None:
             self._learn_prompt()
-        eos_ids = getattr(feedback, "eos_token_ids", None)
-        if eos_ids and eos_ids is not self._eos_key:
-            self._eos_key = eos_ids
-            self._eos = np.array(sorted(eos_ids), dtype=np.int64)
         w = self.adapt.window
         emitted = feedback.emitted
         if emitted.size >= w:

@@ -286,11 +286,15 @@ class AdaptiveTable:
         K.build_hash(self._okey[:nrows], np.int64(0), self._ohash)
 
     def _compact(self, keep: int) -> None:
-        """Forget all but the ``keep`` strongest inserted entries (weight, then recency)."""
+        """Forget all but the ``keep`` strongest inserted entries (weight, then recency).
+
+        Dead slots (entries a full row dropped) are never survivors: compaction
+        is what reclaims them.
+        """
         used = int(self._meta[K.META_POOL_USED])
-        w = self._pool_w[:used]
-        idx = np.arange(used)
-        survivors = np.sort(np.lexsort((-idx, -w.astype(np.float64)))[:keep])
+        idx = np.flatnonzero(self._pool_i[:used, 2] >= 0)
+        w = self._pool_w[idx]
+        survivors = np.sort(idx[np.lexsort((-idx, -w.astype(np.float64)))[:keep]])
         keys = self._okey[self._pool_i[survivors, 2]]
         succ = self._pool_i[survivors, 0].astype(np.int64)
         weights = self._pool_w[survivors].copy()
@@ -319,7 +323,7 @@ class AdaptiveTable:
         for chunk in window_chunks(np.ascontiguousarray(tokens, dtype=np.int64)):
             self._ensure_room(chunk.size - 2)
             inserted += K.update_window(
-                chunk, eos, self.vocab_size, float(a.increment), float(a.max_weight),
+                chunk, eos, self.vocab_size, float(a.increment), float(a.max_weight), a.max_learnt_per_bigram,
                 self._bhash, self._bsucc, self._bw, self._bw0, self._ohash, self._okey,
                 self._orows, self._pool_i, self._pool_w, self._log, self._meta,
             )
@@ -372,7 +376,17 @@ class AdaptiveTable:
 
     @property
     def num_inserted(self) -> int:
-        return int(self._meta[K.META_POOL_USED])
+        """Inserted entries currently in the table (dropped ones not counted)."""
+        return int(self._meta[K.META_POOL_USED] - self._meta[K.META_DEAD])
+
+    @property
+    def max_row_length(self) -> int:
+        """Upper bound of any bigram's successor count: at most the longest matrix row + ``max_learnt_per_bigram``."""
+        return int(self._meta[K.META_MAX_ROW])
+
+    def mcts_node_capacity(self, mcts: MctsConfig) -> int:
+        """Nodes one :meth:`draft` allocates room for (``kernels.node_capacity``)."""
+        return int(K.node_capacity(mcts.iterations, self.max_row_length))
 
     @property
     def nbytes(self) -> int:

@@ -18,6 +18,14 @@ Every kernel is ``nopython``, takes and fills NumPy arrays, and returns arrays o
 integers, never ``None``; tokens arrays may be ``uint16``/``uint32`` memory maps
 (read as ``int64``), queries and rows are ``int64``.
 
+Suffix-array entries come from a file and are never trusted: every kernel that
+dereferences one first checks ``0 <= pos < n``. An entry out of range (a damaged
+store that :meth:`~.datastore.Datastore.open`'s spot checks did not sample) makes
+:func:`longest_match` return ``m = CORRUPT`` and :func:`gather_rows` return
+``CORRUPT`` instead of reading outside the mapping (which would crash the
+interpreter); :func:`~.suffix.retrieve` turns that into
+:class:`~draftkit.errors.CorruptDataFileError`.
+
 Rows carry a *terminator* so rows from different chunks can be merged in the
 order their suffix arrays would have given them: ``END`` (-1) when the row stops
 at the end of a chunk / the context (sorts first, like a shorter suffix), the
@@ -36,6 +44,7 @@ from numba import njit
 __all__ = [
     "END",
     "COMPLETE",
+    "CORRUPT",
     "longest_match",
     "gather_rows",
     "context_matches",
@@ -50,6 +59,15 @@ __all__ = [
 END = -1
 #: Terminator of a row that is complete (ended on an EOS token or reached ``depth``).
 COMPLETE = -2
+#: Returned (as the match length / the row count) when a suffix-array entry is out of range.
+CORRUPT = -1
+
+
+@njit(cache=True, nogil=True)
+def _bad_entry(sa, i, n):  # pragma: no cover - jitted
+    """Suffix-array entry ``i`` is not a position of the chunk (a damaged file)."""
+    pos = np.int64(sa[i])
+    return pos < 0 or pos >= n
 
 
 @njit(cache=True, nogil=True)
@@ -74,11 +92,14 @@ def _compare(tokens, pos, query, qstart, m):  # pragma: no cover - jitted
 
 @njit(cache=True, nogil=True)
 def _lower_bound(tokens, sa, query, qstart, m):  # pragma: no cover - jitted
-    """First suffix-array index whose suffix is not before the pattern."""
+    """First suffix-array index whose suffix is not before the pattern (CORRUPT: bad entry)."""
+    n = tokens.shape[0]
     lo = 0
     hi = sa.shape[0]
     while lo < hi:
         mid = (lo + hi) >> 1
+        if _bad_entry(sa, mid, n):
+            return CORRUPT
         if _compare(tokens, np.int64(sa[mid]), query, qstart, m) < 0:
             lo = mid + 1
         else:
@@ -88,10 +109,13 @@ def _lower_bound(tokens, sa, query, qstart, m):  # pragma: no cover - jitted
 
 @njit(cache=True, nogil=True)
 def _upper_bound(tokens, sa, query, qstart, m, lo):  # pragma: no cover - jitted
-    """First suffix-array index (>= lo) whose suffix sorts after the pattern."""
+    """First suffix-array index (>= lo) whose suffix sorts after the pattern (CORRUPT: bad entry)."""
+    n = tokens.shape[0]
     hi = sa.shape[0]
     while lo < hi:
         mid = (lo + hi) >> 1
+        if _bad_entry(sa, mid, n):
+            return CORRUPT
         if _compare(tokens, np.int64(sa[mid]), query, qstart, m) <= 0:
             lo = mid + 1
         else:
@@ -101,8 +125,15 @@ def _upper_bound(tokens, sa, query, qstart, m, lo):  # pragma: no cover - jitted
 
 @njit(cache=True, nogil=True)
 def _occurs(tokens, sa, query, qstart, m):  # pragma: no cover - jitted
+    """1 if the pattern occurs, 0 if not, CORRUPT if a suffix-array entry read is out of range."""
     lo = _lower_bound(tokens, sa, query, qstart, m)
-    return lo < sa.shape[0] and _compare(tokens, np.int64(sa[lo]), query, qstart, m) == 0
+    if lo == CORRUPT:
+        return CORRUPT
+    if lo >= sa.shape[0]:
+        return 0
+    if _bad_entry(sa, lo, tokens.shape[0]):
+        return CORRUPT
+    return 1 if _compare(tokens, np.int64(sa[lo]), query, qstart, m) == 0 else 0
 
 
 @njit(cache=True, nogil=True)
@@ -117,6 +148,9 @@ def longest_match(tokens, sa, query, min_len, max_len, vocab):  # pragma: no cov
     Whether ``query[-m:]`` occurs is monotone in ``m`` (an occurrence of a longer
     suffix contains one of every shorter suffix), so the longest length is found
     by a binary search over lengths instead of trying 16, 15, ..., 2 in turn.
+
+    ``(CORRUPT, 0, 0)`` when a suffix-array entry it reads is not a position of
+    ``tokens`` (a damaged store); nothing outside ``tokens`` is ever read.
     """
     qlen = query.shape[0]
     usable = 0
@@ -124,18 +158,28 @@ def longest_match(tokens, sa, query, min_len, max_len, vocab):  # pragma: no cov
         usable += 1
     if usable < min_len or min_len < 1 or sa.shape[0] == 0:
         return 0, 0, 0
-    if not _occurs(tokens, sa, query, qlen - min_len, min_len):
+    found = _occurs(tokens, sa, query, qlen - min_len, min_len)
+    if found == CORRUPT:
+        return CORRUPT, 0, 0
+    if found == 0:
         return 0, 0, 0
     good = min_len
     bad = usable + 1
     while bad - good > 1:
         mid = (good + bad) >> 1
-        if _occurs(tokens, sa, query, qlen - mid, mid):
+        found = _occurs(tokens, sa, query, qlen - mid, mid)
+        if found == CORRUPT:
+            return CORRUPT, 0, 0
+        if found == 1:
             good = mid
         else:
             bad = mid
     lo = _lower_bound(tokens, sa, query, qlen - good, good)
+    if lo == CORRUPT:
+        return CORRUPT, 0, 0
     hi = _upper_bound(tokens, sa, query, qlen - good, good, lo)
+    if hi == CORRUPT:
+        return CORRUPT, 0, 0
     return good, lo, hi
 
 
@@ -149,12 +193,13 @@ def _is_stop(tok, stops):  # pragma: no cover - jitted
 
 @njit(cache=True, nogil=True)
 def _copy_row(seq, begin, depth, sep, vocab, stops, rows, lens, terms, r):  # pragma: no cover - jitted
+    """Row ``r`` := up to ``depth`` tokens of ``seq`` from ``begin`` (callers check ``begin >= 0``)."""
     n = seq.shape[0]
     length = 0
     term = COMPLETE
     while length < depth:
         p = begin + length
-        if p >= n:
+        if p < 0 or p >= n:
             term = END
             break
         t = np.int64(seq[p])
@@ -177,12 +222,16 @@ def gather_rows(tokens, sa, lo, hi, m, n_take, depth, sep, vocab, stops, rows, l
     spaced over the range are used (not the first ones: the range is sorted by
     continuation, so a prefix would be biased towards small token ids). A row
     holds the (at most ``depth``) tokens after the match, stops before a
-    separator / an id >= ``vocab`` and after a stop token. Returns the row count.
+    separator / an id >= ``vocab`` and after a stop token. Returns the row count,
+    or CORRUPT when one of the entries used is not a position of ``tokens``.
     """
+    n = tokens.shape[0]
     count = hi - lo
     take = count if count < n_take else n_take
     for i in range(take):
         j = lo + (i * count) // take
+        if _bad_entry(sa, j, n):
+            return CORRUPT
         _copy_row(tokens, np.int64(sa[j]) + m, depth, sep, vocab, stops, rows, lens, terms, start + i)
     return take
 

@@ -4,6 +4,11 @@ Same signatures and results as :mod:`.kernels`, written for clarity instead of
 speed: suffixes are compared as Python lists, the longest match is found by
 trying lengths from the longest down (REST's loop), the trie is a dict keyed by
 path and ranked with ``sorted``. Tests check that both agree exactly.
+
+Like the kernels, these never index with a suffix-array entry outside the chunk:
+they return ``CORRUPT`` instead. (The reference reads *every* entry of the
+array, the kernel only the ones its binary searches probe, so on a damaged array
+the reference reports damage at least whenever the kernel does.)
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from bisect import bisect_left, bisect_right
 
 import numpy as np
 
-from .kernels import COMPLETE, END
+from .kernels import COMPLETE, CORRUPT, END
 
 __all__ = [
     "suffix_array",
@@ -41,9 +46,12 @@ def longest_match(tokens, sa, query, min_len, max_len, vocab):
     if min_len < 1 or len(sa) == 0:
         return 0, 0, 0
     seq = [int(t) for t in tokens]
+    positions = [int(p) for p in sa]
+    if usable >= min_len and not all(0 <= p < len(seq) for p in positions):
+        return CORRUPT, 0, 0
     for m in range(usable, min_len - 1, -1):
         pattern = [int(t) for t in query[qlen - m :]]
-        heads = [seq[int(p) : int(p) + m] for p in sa]  # sorted, since sa is
+        heads = [seq[p : p + m] for p in positions]  # sorted, since sa is
         lo = bisect_left(heads, pattern)
         hi = bisect_right(heads, pattern)
         if hi > lo:
@@ -56,7 +64,7 @@ def _row(seq, begin, depth, sep, vocab, stops):
     term = COMPLETE
     while len(out) < depth:
         p = begin + len(out)
-        if p >= len(seq):
+        if p < 0 or p >= len(seq):
             term = END
             break
         t = int(seq[p])
@@ -81,6 +89,8 @@ def gather_rows(tokens, sa, lo, hi, m, n_take, depth, sep, vocab, stops, rows, l
     stop_set = {int(s) for s in stops}
     for i in range(take):
         j = lo + (i * count) // take
+        if not 0 <= int(sa[j]) < len(tokens):
+            return CORRUPT
         row, term = _row(tokens, int(sa[j]) + m, depth, sep, vocab, stop_set)
         _store(rows, lens, terms, start + i, row, term)
     return take

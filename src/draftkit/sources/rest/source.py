@@ -139,6 +139,7 @@ class Rest:
             stops=stops,
             max_depth=request.max_depth,
             max_nodes=request.max_nodes,
+            where=str(store.path) if store is not None else "the datastore",
         )
         if not found.paths:
             return Draft.empty()

@@ -17,9 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
+from typing import NoReturn
 
 import numpy as np
 
+from ...errors import CorruptDataFileError
 from . import kernels as _kernels
 
 __all__ = ["suffix_array", "byte_width", "RetrievalParams", "Retrieved", "retrieve", "find_occurrences"]
@@ -112,6 +114,7 @@ def retrieve(
     max_depth: int,
     max_nodes: int,
     impl: ModuleType = _kernels,
+    where: str = "the datastore",
 ) -> Retrieved:
     """One retrieval step: longest matching suffix, continuations, trie, best nodes.
 
@@ -119,6 +122,10 @@ def retrieve(
     ``stops`` int64 ids a continuation ends after (EOS); tokens ``>= vocab_limit``
     and ``separator`` end it before. ``max_depth`` / ``max_nodes`` are the engine's
     limits of this step (the params' own limits also apply).
+
+    Raises :class:`~draftkit.errors.CorruptDataFileError` (naming ``where``, the
+    store) when a kernel meets a suffix-array entry outside its chunk: damage the
+    cheap checks at open did not sample.
     """
     depth = min(params.depth, max_depth)
     k = min(params.max_nodes, max_nodes)
@@ -129,6 +136,8 @@ def retrieve(
     best = 0  # longest match in the store
     for tokens, sa in chunks:
         m, lo, hi = impl.longest_match(tokens, sa, query, params.min_len, params.max_len, separator)
+        if m == _kernels.CORRUPT:
+            _corrupt(where, len(found))
         found.append((m, lo, hi))
         best = max(best, m)
     hits = [(i, lo, hi) for i, (m, lo, hi) in enumerate(found) if m == best and best > 0 and hi > lo]
@@ -161,6 +170,8 @@ def retrieve(
         tokens, sa = chunks[i]
         got = impl.gather_rows(tokens, sa, lo, hi, best, take, depth, separator, vocab_limit, stops,
                                rows, lens, terms, r)
+        if got == _kernels.CORRUPT:
+            _corrupt(where, i)
         weights[r : r + got] = store_mass * (hi - lo) / got  # each row stands for (hi-lo)/got occurrences
         run_starts[runs] = r
         runs += 1
@@ -189,10 +200,30 @@ def retrieve(
     )
 
 
+def _corrupt(where: str, chunk: int | None) -> NoReturn:
+    part = f"{where} chunk {chunk}" if chunk is not None else "the suffix array"
+    raise CorruptDataFileError(
+        f"{part}: a suffix-array entry points outside the chunk, so the suffix array file is damaged "
+        f"(opening a store spot-checks only a few entries). Run `draftkit datastore verify {where}` for "
+        "details, then rebuild the datastore with `draftkit datastore build`"
+    )
+
+
 def find_occurrences(tokens: np.ndarray, sa: np.ndarray, pattern: Sequence[int]) -> np.ndarray:
-    """Start positions (int64, suffix-array order) of ``pattern`` in ``tokens``."""
+    """Start positions (int64, suffix-array order) of ``pattern`` in ``tokens``.
+
+    Raises :class:`~draftkit.errors.CorruptDataFileError` if a suffix-array entry
+    it reads or returns is not a position of ``tokens``.
+    """
     pat = np.asarray(pattern, dtype=np.int64)
     if pat.size == 0:
         return np.asarray(sa, dtype=np.int64)
     m, lo, hi = _kernels.longest_match(tokens, sa, pat, pat.size, pat.size, np.iinfo(np.int64).max)
-    return np.asarray(sa[lo:hi], dtype=np.int64) if m == pat.size else np.empty(0, np.int64)
+    if m == _kernels.CORRUPT:
+        _corrupt("STORE", None)
+    if m != pat.size:
+        return np.empty(0, np.int64)
+    found = np.asarray(sa[lo:hi], dtype=np.int64)
+    if found.size and (int(found.min()) < 0 or int(found.max()) >= tokens.shape[0]):
+        _corrupt("STORE", None)
+    return found
