@@ -205,6 +205,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if failed and args.strict else 0
 
 
+def _budget(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("the budget must be >= 0")
+    return value
+
+
 def _lazy(module: str, name: str) -> Any:
     """A subcommand function imported only when the subcommand runs."""
 
@@ -265,7 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
                      help="option passed to the source factory (repeatable), e.g. path=matrix.aded")
     gen.add_argument("--tree", default="trie", help="tree builder: trie or chain")
-    gen.add_argument("--budget", type=int, default=32, help="draft nodes verified per step")
+    gen.add_argument("--budget", type=_budget, default="auto",
+                     help="draft nodes verified per step: an integer, or 'auto' to pick per step from the "
+                     "model's measured verify cost")
     gen.add_argument("--max-new-tokens", type=int, default=128)
     gen.add_argument("--temperature", type=float, help="sample with this temperature (default: greedy)")
     gen.add_argument("--top-p", type=float)
@@ -299,8 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--top-p", type=float, help="nucleus sampling (implies sampling)")
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--repeats", type=int, default=1, help="runs per prompt and method; the median counts")
-    bench.add_argument("--budget", type=int, help="draft nodes per step for every source (default: the "
-                       "decoder's default)")
+    bench.add_argument("--budget", type=_budget, help="draft nodes per step for every source: an integer or "
+                       "'auto' (default: the decoder's default)")
     bench.add_argument("--out", default="bench-results", help="output folder")
     bench.add_argument("--cache-dir", default=None, help="where corpus artefacts (ADED matrix, retrieval "
                        "store) are cached (default: ~/.cache/draftkit)")

@@ -43,10 +43,11 @@ from .target import TargetModel
 
 __all__ = ["SpeculativeDecoder", "DEFAULT_BUDGET"]
 
-#: Draft nodes per step when no budget is given. Verifying ~16-32 extra tokens
-#: costs little more than one token for small models on CPUs and for 7B-class
-#: models on GPUs (see docs/benchmarks.md).
-DEFAULT_BUDGET = 32
+#: Draft nodes per step when no budget is given: chosen per step from the
+#: target's verify cost measured on this machine (see draftkit.engine.budget).
+#: On the demo model "auto" came within 1% of the best fixed budget of a sweep
+#: for pld and beat it for aded (benchmarks/budget_sweep.py).
+DEFAULT_BUDGET = "auto"
 
 
 def _resolve(registry: Registry, kind: str, part: Any, options: dict[str, Any] | None) -> Any:
@@ -207,6 +208,8 @@ class SpeculativeDecoder:
         self.source.begin(prompt.numpy().copy())
         stats.time_prefill = time.perf_counter() - t0
         want_logits = self.source.capabilities.wants_node_logits
+        history = np.empty(len(sequence) + max_new_tokens + 1, dtype=np.int64)
+        history[: len(sequence)] = sequence
         try:
             while True:
                 new_so_far = len(sequence) - prompt_len
@@ -220,7 +223,8 @@ class SpeculativeDecoder:
                 depth_limit = room - 1
                 if self.max_depth is not None:
                     depth_limit = min(depth_limit, self.max_depth)
-                context = np.asarray(sequence, dtype=np.int64)
+                context = history[: len(sequence)]  # a view: no O(length) copy per step
+                context.flags.writeable = False  # parts share it; none may change the context
 
                 t0 = time.perf_counter()
                 if depth_limit >= 1 and self.budget >= 1:
@@ -288,6 +292,9 @@ class SpeculativeDecoder:
                     )
                 )
                 sequence.extend(emitted)
+                if len(sequence) > history.size:
+                    history = np.concatenate([history, np.empty(max(history.size, 64), np.int64)])
+                history[len(sequence) - len(emitted) : len(sequence)] = emitted
                 t4 = time.perf_counter()
                 self.budget_policy.observe(tree, seen, drafted, (t4 - t3) + (t2 - t0))
                 stats.time_other += time.perf_counter() - t3 + (t2 - t1)

@@ -1,0 +1,76 @@
+"""Fixed tree budgets vs budget="auto", side by side in one process.
+
+For one or more sources, runs a SpeculativeDecoder per budget (fixed sizes and
+"auto") with the benchmark harness (interleaved, median per-prompt speedups,
+outputs checked against plain decoding) and prints how close "auto" gets to the
+best fixed budget found by the sweep.
+
+    python benchmarks/budget_sweep.py --model demo --sources pld,aded --prompts stdlib --limit 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from draftkit.bench.methods import DraftkitMethod, GenSettings, PlainMethod
+from draftkit.bench.prompts import load_prompt_set
+from draftkit.bench.report import format_table, write_results
+from draftkit.bench.runner import BenchConfig, run_benchmark
+from draftkit.cli import load_model_and_tokenizer
+from draftkit.engine import PlainDecoder, SpeculativeDecoder
+from draftkit.plugins import default_registry
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="demo")
+    parser.add_argument("--sources", default="pld,aded")
+    parser.add_argument("--budgets", default="2,4,8,16,32,64")
+    parser.add_argument("--prompts", default="stdlib")
+    parser.add_argument("--limit", type=int, default=10)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default="bench-budget")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model, tokenizer = load_model_and_tokenizer(args.model)
+    registry = default_registry()
+    corpus = {}
+    if {"aded", "rest"} & set(args.sources.split(",")):
+        from draftkit.bench.corpus import corpus_sources_for
+
+        corpus = corpus_sources_for(tokenizer, registry, model.config.vocab_size, log=lambda m: print(m, file=sys.stderr))
+    methods = [PlainMethod(PlainDecoder(model, tokenizer=tokenizer), tokenizer)]
+    budgets: list[int | str] = [int(b) for b in args.budgets.split(",")] + ["auto"]
+    for name in args.sources.split(","):
+        for budget in budgets:
+            source = corpus[name]() if name in corpus else name
+            decoder = SpeculativeDecoder(model, source=source, budget=budget, tokenizer=tokenizer, registry=registry)
+            methods.append(DraftkitMethod(decoder, tokenizer, f"{name}@{budget}"))
+    prompts = load_prompt_set(args.prompts, args.limit)
+    config = BenchConfig(settings=GenSettings(max_new_tokens=args.max_new_tokens))
+    result = run_benchmark(methods, prompts, lambda t: tokenizer(t, return_tensors="pt").input_ids, config)
+    print(format_table(result))
+    summary = {}
+    for name in args.sources.split(","):
+        rows = {s.name: s.speedup or 0.0 for s in result.summaries if s.name.startswith(name + "@")}
+        fixed = {k: v for k, v in rows.items() if not k.endswith("@auto")}
+        best = max(fixed, key=fixed.get)
+        auto = rows[f"{name}@auto"]
+        summary[name] = {"best_fixed": best, "best_fixed_speedup": fixed[best], "auto_speedup": auto,
+                         "auto_vs_best": auto / fixed[best] if fixed[best] else None}
+        print(f"{name}: best fixed {best} {fixed[best]:.2f}x, auto {auto:.2f}x "
+              f"({auto / fixed[best]:.1%} of the best fixed budget)")
+    out = Path(args.out)
+    write_results(result, out, {"model": args.model, "sweep": summary})
+    (out / "sweep.json").write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
