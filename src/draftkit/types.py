@@ -163,8 +163,9 @@ class TokenTree:
         probs: torch.Tensor | None = None,
         scores: np.ndarray | None = None,
     ) -> TokenTree:
-        tokens_arr = np.ascontiguousarray(tokens, dtype=np.int64).reshape(-1)
-        parents_arr = np.ascontiguousarray(parents, dtype=np.int64).reshape(-1)
+        # Own copies: the inputs may be views of the (read-only) context or a source's buffers.
+        tokens_arr = np.array(tokens, dtype=np.int64, copy=True).reshape(-1)
+        parents_arr = np.array(parents, dtype=np.int64, copy=True).reshape(-1)
         n = tokens_arr.size
         if parents_arr.size != n:
             raise ValueError(f"TokenTree: {n} tokens but {parents_arr.size} parents")
