@@ -2,7 +2,9 @@
 
 Blocks of one file share a namespace and run in order, like a notebook.
 A block whose first line is ``# not run: <reason>`` is skipped (e.g. a sample
-that takes minutes); the reason is part of the text readers see.
+that takes minutes); the reason is part of the text readers see. A block right
+after ``<!-- excerpt: PATH -->`` quotes a file verbatim instead of running (the
+plugin guide); the plugin's own tests check that it matches the file.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+BLOCK = re.compile(r"^(<!-- excerpt: \S+ -->\n)?```python\n(.*?)^```", re.S | re.M)
 
 
 def python_blocks(path: Path) -> list[str]:
-    return [b for b in BLOCK.findall(path.read_text(encoding="utf-8")) if not b.startswith("# not run:")]
+    return [code for excerpt, code in BLOCK.findall(path.read_text(encoding="utf-8"))
+            if not excerpt and not code.startswith("# not run:")]
 
 
 @pytest.mark.parametrize("path", [p for p in DOCS if p.exists() and python_blocks(p)], ids=lambda p: p.name)
