@@ -36,7 +36,11 @@ def humaneval_prompts(limit: int | None = None) -> list[PromptCase]:
     if limit is not None and limit < len(keys):
         step = len(keys) / limit  # spread the subset over the whole set
         keys = [keys[int(i * step)] for i in range(limit)]
-    return [PromptCase(k, "humaneval", problems[k]["prompt"], HUMANEVAL_STOP) for k in keys]
+    # Prompts are right-stripped, as the bigcode evaluation harness does by default: a
+    # prompt ending in a lone "\n" token cuts where byte-level BPE normally merges the
+    # newline with the next line's indentation, so small models start a new top-level
+    # statement there (and HumanEval's "\ndef" stop string ends them at once).
+    return [PromptCase(k, "humaneval", problems[k]["prompt"].rstrip(), HUMANEVAL_STOP) for k in keys]
 
 
 def stdlib_prompts(limit: int = 20, prompt_chars: int = 800) -> list[PromptCase]:
