@@ -1,5 +1,8 @@
 """Build the list of benchmark methods for a model.
 
+A method name ``a+b`` is a :class:`~draftkit.sources.composite.Composite` of the
+registered sources ``a`` and ``b``.
+
 Peers: draftkit's plain loop, HF ``generate`` (plain, prompt lookup, assisted
 with a draft model). draftkit: one decoder per registered source with its
 default tree and verifier; sources that need a corpus (an ADED matrix, a
@@ -17,6 +20,8 @@ from .methods import DraftkitMethod, HFMethod, Method, PlainMethod
 __all__ = ["PEERS", "build_methods", "check_method_names"]
 
 PEERS = ("plain", "hf", "hf-pld", "hf-assisted")
+#: Composite sources benchmarked by default when their members are registered.
+DEFAULT_COMPOSITES = ("pld+aded",)
 
 
 def check_method_names(names: Sequence[str] | None, registry: Any) -> None:
@@ -24,7 +29,7 @@ def check_method_names(names: Sequence[str] | None, registry: Any) -> None:
     if not names:
         return
     sources = registry.names("source")
-    unknown = [n for n in names if n not in PEERS and n not in sources]
+    unknown = [n for n in names if n not in PEERS and not all(p in sources for p in n.split("+"))]
     if unknown:
         raise DraftkitError(
             f"unknown benchmark method(s) {', '.join(unknown)}; known: {', '.join([*PEERS, *sources])}"
@@ -48,7 +53,8 @@ def build_methods(
     corpus_sources = corpus_sources or {}
     sources = registry.names("source")
     check_method_names(names, registry)
-    wanted = list(names) if names else [*PEERS, *sources]
+    composites = [c for c in DEFAULT_COMPOSITES if all(p in sources for p in c.split("+"))]
+    wanted = list(names) if names else [*PEERS, *sources, *composites]
     if "plain" not in wanted:
         wanted.insert(0, "plain")  # the reference every greedy output is checked against
     methods: list[Method] = []
@@ -66,7 +72,8 @@ def build_methods(
             methods.append(HFMethod(model, tokenizer, "hf-assisted", {"assistant_model": draft_model}))
         else:
             try:
-                source = corpus_sources[name]() if name in corpus_sources else name
+                parts = [corpus_sources[p]() if p in corpus_sources else p for p in name.split("+")]
+                source = parts[0] if len(parts) == 1 else parts  # "a+b": a Composite of a and b
                 kwargs = {} if budget is None else {"budget": budget}
                 decoder = SpeculativeDecoder(model, source=source, tokenizer=tokenizer, registry=registry, **kwargs)
             except DraftkitError as exc:
