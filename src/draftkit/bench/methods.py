@@ -119,7 +119,14 @@ class HFMethod:
             else self.tokenizer.eos_token_id,
             **self.extra,
         )
-        if settings.stop_strings:
+        if settings.stop_strings and "assistant_model" in self.extra:
+            # HF forwards `stop_strings` to the assistant's own generate() without the
+            # tokenizer and fails; the same criterion given as an object stays with the target.
+            from transformers import StoppingCriteriaList, StopStringCriteria
+
+            kwargs["stopping_criteria"] = StoppingCriteriaList(
+                [StopStringCriteria(self.tokenizer, list(settings.stop_strings))])
+        elif settings.stop_strings:
             kwargs.update(stop_strings=list(settings.stop_strings), tokenizer=self.tokenizer)
         if settings.do_sample:
             torch.manual_seed(settings.seed)
