@@ -90,7 +90,9 @@ def main() -> int:
     docs = _documents(corpus_tokens(tokenizer, folder), tokenizer.eos_token_id)
     vocab = model.config.vocab_size
     ours = Aded(vocab, matrix=build_matrix(docs, vocab))
-    with tempfile.TemporaryDirectory() as tmp:
+    # Not a TemporaryDirectory: the official reader keeps its file open until the process ends.
+    tmp = tempfile.mkdtemp(prefix="draftkit-official-")
+    if True:
         path = os.path.join(tmp, "official.idx")
         writer = draftretriever.Writer(path, vocab)
         for d in docs:
@@ -107,7 +109,6 @@ def main() -> int:
         config = BenchConfig(settings=GenSettings(max_new_tokens=args.max_new_tokens))
         result = run_benchmark(methods, prompts, lambda t: tokenizer(t, return_tensors="pt").input_ids, config,
                                progress=False)
-        del methods, official  # the official reader must close before its folder is removed
     print(format_table(result))
     write_results(result, Path(args.out), {"model": args.model, "prompts": args.prompts, "budget": args.budget})
     return 0
