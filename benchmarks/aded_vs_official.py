@@ -92,23 +92,22 @@ def main() -> int:
     ours = Aded(vocab, matrix=build_matrix(docs, vocab))
     # Not a TemporaryDirectory: the official reader keeps its file open until the process ends.
     tmp = tempfile.mkdtemp(prefix="draftkit-official-")
-    if True:
-        path = os.path.join(tmp, "official.idx")
-        writer = draftretriever.Writer(path, vocab)
-        for d in docs:
-            writer.add_entry(d.tolist())
-        writer.finalize()
-        official = OfficialAded(draftretriever.Reader(path))
-        methods = [
-            PlainMethod(PlainDecoder(model, tokenizer=tokenizer), tokenizer),
-            DraftkitMethod(SpeculativeDecoder(model, source=ours, budget=budget, tokenizer=tokenizer), tokenizer, "aded"),
-            DraftkitMethod(SpeculativeDecoder(model, source=official, budget=budget, tokenizer=tokenizer), tokenizer,
-                           "aded-official"),
-        ]
-        prompts = load_prompt_set(args.prompts, args.limit)
-        config = BenchConfig(settings=GenSettings(max_new_tokens=args.max_new_tokens))
-        result = run_benchmark(methods, prompts, lambda t: tokenizer(t, return_tensors="pt").input_ids, config,
-                               progress=False)
+    path = os.path.join(tmp, "official.idx")
+    writer = draftretriever.Writer(path, vocab)
+    for d in docs:
+        writer.add_entry(d.tolist())
+    writer.finalize()
+    official = OfficialAded(draftretriever.Reader(path))
+    methods = [
+        PlainMethod(PlainDecoder(model, tokenizer=tokenizer), tokenizer),
+        DraftkitMethod(SpeculativeDecoder(model, source=ours, budget=budget, tokenizer=tokenizer), tokenizer, "aded"),
+        DraftkitMethod(SpeculativeDecoder(model, source=official, budget=budget, tokenizer=tokenizer), tokenizer,
+                       "aded-official"),
+    ]
+    prompts = load_prompt_set(args.prompts, args.limit)
+    config = BenchConfig(settings=GenSettings(max_new_tokens=args.max_new_tokens))
+    result = run_benchmark(methods, prompts, lambda t: tokenizer(t, return_tensors="pt").input_ids, config,
+                           progress=False)
     print(format_table(result))
     write_results(result, Path(args.out), {"model": args.model, "prompts": args.prompts, "budget": args.budget})
     return 0
