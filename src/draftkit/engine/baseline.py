@@ -18,13 +18,13 @@ import torch
 from ..logits import LogitsPipeline, sample_from_probs
 from ..types import DecodeStats, GenerationOutput, TokenTree
 from .request import RequestPlan, plan_request
-from .stream import TokenStream
+from .stream import DecoderAPI
 from .target import TargetModel
 
 __all__ = ["PlainDecoder"]
 
 
-class PlainDecoder:
+class PlainDecoder(DecoderAPI):
     """``generate`` / ``stream`` with one token per forward pass."""
 
     name = "plain"
@@ -33,24 +33,6 @@ class PlainDecoder:
         self.model = model
         self.target = TargetModel(model)
         self.tokenizer = tokenizer
-
-    def generate(self, input_ids: Any, max_new_tokens: int = 128, **kwargs: Any) -> GenerationOutput:
-        """Decode up to ``max_new_tokens`` new tokens; same output as plain decoding.
-
-        Keyword arguments: ``do_sample``, ``temperature``, ``top_k``, ``top_p``,
-        ``min_p``, ``repetition_penalty``, ``seed`` (sampling, HF semantics);
-        ``eos_token_id`` (int or list; defaults to the model's generation config),
-        ``stop_token_ids``, ``stop_strings`` (+ ``tokenizer``).
-        """
-        return self.stream(input_ids, max_new_tokens, **kwargs).run()
-
-    def stream(self, input_ids: Any, max_new_tokens: int = 128, **kwargs: Any) -> TokenStream:
-        """Iterate the new token ids step by step; ``.output`` holds the result at the end.
-
-        Arguments are validated before the first step runs, so a bad call fails here.
-        """
-        steps = self._run(input_ids, max_new_tokens, **kwargs)
-        return TokenStream(steps)
 
     def _run(self, input_ids: Any, max_new_tokens: int, **kwargs: Any) -> Generator[list[int], None, Any]:
         """Validate eagerly, then return the step generator."""

@@ -38,7 +38,7 @@ from ..types import (
 from ..verify.speculative import check_stochastic_draft
 from .budget import BudgetPolicy, CostAwareBudget, FixedBudget, prune_tree
 from .request import RequestPlan, plan_request
-from .stream import TokenStream
+from .stream import DecoderAPI
 from .target import TargetModel
 
 __all__ = ["SpeculativeDecoder", "DEFAULT_BUDGET"]
@@ -58,7 +58,7 @@ def _resolve(registry: Registry, kind: str, part: Any, options: dict[str, Any] |
     return part
 
 
-class SpeculativeDecoder:
+class SpeculativeDecoder(DecoderAPI):
     """A lossless speculative decoder composed of a source, a tree builder and a verifier.
 
     ``source``, ``tree`` and ``verifier`` are registered names or instances.
@@ -131,24 +131,6 @@ class SpeculativeDecoder:
             )
 
     # -- public API --------------------------------------------------------------------------
-
-    def generate(self, input_ids: Any, max_new_tokens: int = 128, **kwargs: Any) -> GenerationOutput:
-        """Decode up to ``max_new_tokens`` new tokens; same output as plain decoding.
-
-        Keyword arguments: ``do_sample``, ``temperature``, ``top_k``, ``top_p``,
-        ``min_p``, ``repetition_penalty``, ``seed`` (sampling, HF semantics);
-        ``eos_token_id`` (int or list; defaults to the model's generation config),
-        ``stop_token_ids``, ``stop_strings`` (+ ``tokenizer``).
-        """
-        return self.stream(input_ids, max_new_tokens, **kwargs).run()
-
-    def stream(self, input_ids: Any, max_new_tokens: int = 128, **kwargs: Any) -> TokenStream:
-        """Iterate the new token ids step by step; ``.output`` holds the result at the end.
-
-        Arguments are validated before the first step runs, so a bad call fails here.
-        """
-        steps = self._run(input_ids, max_new_tokens, **kwargs)
-        return TokenStream(steps)
 
     # -- the loop ----------------------------------------------------------------------------
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
+from typing import Any
 
 from ..types import GenerationOutput
 
-__all__ = ["TokenStream"]
+__all__ = ["TokenStream", "DecoderAPI"]
 
 
 class TokenStream(Iterator[list[int]]):
@@ -48,3 +49,27 @@ class TokenStream(Iterator[list[int]]):
         for _ in self:
             pass
         return self.output
+
+
+class DecoderAPI:
+    """``generate`` and ``stream`` on top of a subclass's ``_run`` (validate, then step)."""
+
+    def _run(self, input_ids: Any, max_new_tokens: int, **kwargs: Any) -> Generator[list[int], None, Any]:
+        raise NotImplementedError
+
+    def generate(self, input_ids: Any, max_new_tokens: int = 128, **kwargs: Any) -> GenerationOutput:
+        """Decode up to ``max_new_tokens`` new tokens; same output as plain decoding.
+
+        Keyword arguments: ``do_sample``, ``temperature``, ``top_k``, ``top_p``,
+        ``min_p``, ``repetition_penalty``, ``seed`` (sampling, HF semantics);
+        ``eos_token_id`` (int or list; defaults to the model's generation config),
+        ``stop_token_ids``, ``stop_strings`` (+ ``tokenizer``).
+        """
+        return self.stream(input_ids, max_new_tokens, **kwargs).run()
+
+    def stream(self, input_ids: Any, max_new_tokens: int = 128, **kwargs: Any) -> TokenStream:
+        """Iterate the new token ids step by step; ``.output`` holds the result at the end.
+
+        Arguments are validated before the first step runs, so a bad call fails here.
+        """
+        return TokenStream(self._run(input_ids, max_new_tokens, **kwargs))
