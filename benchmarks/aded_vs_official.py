@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from draftkit.bench.corpus import _documents, corpus_tokens, default_cache_dir
+from draftkit.bench.corpus import corpus_documents, corpus_tokens, default_cache_dir
 from draftkit.bench.methods import DraftkitMethod, GenSettings, PlainMethod
 from draftkit.bench.prompts import load_prompt_set
 from draftkit.bench.report import format_table, write_results
@@ -87,7 +87,7 @@ def main() -> int:
     from draftkit.sources.aded import Aded, build_matrix
 
     folder = default_cache_dir() / "bench" / tokenizer_fingerprint(tokenizer).split(":")[-1][:16]
-    docs = _documents(corpus_tokens(tokenizer, folder), tokenizer.eos_token_id)
+    docs = corpus_documents(corpus_tokens(tokenizer, folder), tokenizer.eos_token_id)
     vocab = model.config.vocab_size
     ours = Aded(vocab, matrix=build_matrix(docs, vocab))
     # Not a TemporaryDirectory: the official reader keeps its file open until the process ends.

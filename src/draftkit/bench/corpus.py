@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["corpus_sources_for", "corpus_tokens"]
+__all__ = ["corpus_documents", "corpus_sources_for", "corpus_tokens"]
 
 
 def default_cache_dir() -> Path:
@@ -39,7 +39,8 @@ def corpus_tokens(tokenizer: Any, cache_dir: Path) -> Any:
     return tokens
 
 
-def _documents(tokens: Any, eos_id: int) -> list[Any]:
+def corpus_documents(tokens: Any, eos_id: int) -> list[Any]:
+    """Split an EOS-separated token stream into its documents (empty ones dropped)."""
     import numpy as np
 
     cuts = np.nonzero(np.asarray(tokens) == eos_id)[0]
@@ -59,9 +60,14 @@ def corpus_sources_for(
     names = set(registry.names("source"))
     factories: dict[str, Callable[[], Any]] = {}
 
+    loaded: list[list[Any]] = []  # the documents, read once for every source that needs them
+
     def docs() -> list[Any]:
-        log(f"tokenising the demo corpus (training split) into {folder} ...")
-        return _documents(corpus_tokens(tokenizer, folder), tokenizer.eos_token_id)
+        if not loaded:
+            if not (folder / "corpus-train.npy").exists():
+                log(f"tokenising the demo corpus (training split) into {folder} ...")
+            loaded.append(corpus_documents(corpus_tokens(tokenizer, folder), tokenizer.eos_token_id))
+        return loaded[0]
 
     if "aded" in names:
         def make_aded() -> Any:

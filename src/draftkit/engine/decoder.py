@@ -45,8 +45,8 @@ __all__ = ["SpeculativeDecoder", "DEFAULT_BUDGET"]
 
 #: Draft nodes per step when no budget is given: chosen per step from the
 #: target's verify cost measured on this machine (see draftkit.engine.budget).
-#: On the demo model "auto" came within 1% of the best fixed budget of a sweep
-#: for pld and beat it for aded (benchmarks/budget_sweep.py).
+#: How close it gets to the best fixed budget depends on the machine and its
+#: load: measure with benchmarks/budget_sweep.py.
 DEFAULT_BUDGET = "auto"
 
 
