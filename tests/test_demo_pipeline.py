@@ -166,21 +166,27 @@ def test_budget_mode_plans_and_finishes(tiny_tokens: tuple[int, np.ndarray], tmp
     assert state.finished and state.step >= 1 and state.planned_steps == state.step
 
 
+def _tiny_pipeline(tmp_path: Path, **overrides: object) -> PipelineConfig:
+    """The whole pipeline on 30 files, a 300-token vocabulary and tiny models."""
+    settings: dict = {
+        "work_dir": tmp_path / "work",
+        "models_dir": tmp_path / "models",
+        "vocab_size": 300,
+        "heldout_fraction": 0.25,
+        "max_files": 30,
+        "target": TINY_TARGET,
+        "draft": TINY_DRAFT,
+        "use_compile": False,
+        "command": "python -m draftkit.demo.train --out WORK",
+    }
+    settings.update(overrides)
+    return PipelineConfig(**settings)
+
+
 def test_pipeline_end_to_end_and_resume(tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    cfg = PipelineConfig(
-        work_dir=tmp_path / "work",
-        models_dir=tmp_path / "models",
-        vocab_size=300,
-        heldout_fraction=0.25,
-        max_files=30,
-        target=TINY_TARGET,
-        draft=TINY_DRAFT,
-        use_compile=False,
-        max_steps={"target": 4, "draft": 3},
-        command="python -m draftkit.demo.train --out WORK",
-    )
+    cfg = _tiny_pipeline(tmp_path, max_steps={"target": 4, "draft": 3})
     logs: list[str] = []
     results = run_pipeline(cfg, logs.append)
     assert set(results) == {"target", "draft"}
@@ -205,6 +211,55 @@ def test_pipeline_end_to_end_and_resume(tmp_path: Path) -> None:
     again = run_pipeline(replace(cfg, resume=True), logs.append)  # everything cached or finished
     assert again["target"]["heldout_loss"] == results["target"]["heldout_loss"]
     assert any("reusing cached tokenizer" in line for line in logs)
+
+
+def test_continued_training_starts_from_the_saved_weights(tmp_path: Path) -> None:
+    """``init_from`` continues a finished run: same weights at step 0, tokenizer kept, totals carried."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    base = _tiny_pipeline(tmp_path, max_steps={"target": 4, "draft": 2})
+    first = run_pipeline(base, lambda _m: None)
+    saved = load_file(str(base.models_dir / "target" / "model.safetensors"))
+
+    # Zero steps of continued training must reproduce the saved model exactly.
+    logs: list[str] = []
+    zero = replace(
+        base,
+        work_dir=tmp_path / "zero",
+        models_dir=tmp_path / "zero_models",
+        init_from=base.models_dir,
+        only=("target",),
+        max_steps={"target": 0},
+        command="zero",
+    )
+    result = run_pipeline(zero, logs.append)
+    assert set(result) == {"target"} and not (zero.models_dir / "draft").exists()
+    assert result["target"]["heldout_loss"] == pytest.approx(first["target"]["heldout_loss"], rel=1e-6)
+    assert result["target"]["tokens_seen"] == first["target"]["tokens_seen"]
+    reloaded = load_file(str(zero.models_dir / "target" / "model.safetensors"))
+    assert all(torch.equal(saved[k], reloaded[k]) for k in saved)
+    assert any("tokenizer of" in line for line in logs)
+
+    more = replace(
+        zero,
+        work_dir=tmp_path / "more",
+        models_dir=tmp_path / "more_models",
+        max_steps={"target": 3},
+        peak_lr={"target": 1e-3},
+    )
+    result = run_pipeline(more, lambda _m: None)["target"]
+    assert result["tokens_seen"] == first["target"]["tokens_seen"] + 3 * TINY_TARGET.tokens_per_step
+    assert result["init_tokens_seen"] == first["target"]["tokens_seen"]
+    history = json.loads((more.models_dir / "target" / "training.json").read_text())
+    assert history["tokens_seen"] == result["tokens_seen"]
+    assert "continued from" in (more.models_dir / "target" / "README.md").read_text()
+    AutoModelForCausalLM.from_pretrained(more.models_dir / "target")
+
+    wrong = replace(more, work_dir=tmp_path / "wrong", target=replace(TINY_TARGET, hidden_size=48))
+    with pytest.raises(RuntimeError, match="hidden_size"):
+        run_pipeline(wrong, lambda _m: None)
 
 
 def test_importing_demo_does_not_import_torch() -> None:

@@ -35,7 +35,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -180,6 +180,58 @@ class TrainState:
     last_loss: float = float("nan")
     finished: bool = False
     resumed_times: int = 0
+    init_from: str = ""
+    init_tokens_seen: int = 0
+    init_seconds: float = 0.0
+
+
+def _initialise_from(
+    model: LlamaForCausalLM, spec: ModelSpec, folder: Path, state: TrainState, log: Log
+) -> TrainState:
+    """Load the weights of a saved model folder into ``model``; return the state carrying its history.
+
+    The folder must hold a model of exactly ``spec``'s architecture: continuing
+    from another shape would silently train a different model.
+    """
+    from safetensors.torch import load_file
+
+    weights_path = folder / "model.safetensors"
+    if not weights_path.is_file():
+        raise FileNotFoundError(f"{folder} holds no model.safetensors to continue from")
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    expected = spec.llama_config(model.config.vocab_size, model.config.eos_token_id)
+    for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
+        if config.get(key) != getattr(expected, key):
+            raise RuntimeError(
+                f"cannot continue {spec.name} from {folder}: its {key} is {config.get(key)}, "
+                f"the {spec.name} spec has {getattr(expected, key)}"
+            )
+    weights = load_file(str(weights_path))
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    # Tied embeddings: safetensors stores the shared tensor once, under one name.
+    missing = [k for k in missing if k != "lm_head.weight"]
+    if missing or unexpected:
+        raise RuntimeError(
+            f"{folder} does not match the {spec.name} model: missing {missing}, unexpected {unexpected}"
+        )
+    model.tie_weights()
+    history_path = folder / "training.json"
+    history = json.loads(history_path.read_text(encoding="utf-8")) if history_path.is_file() else {}
+    if not history:
+        log(f"[{spec.name}] {folder} has no training.json: tokens seen before are unknown, counted as 0")
+    tokens_before = int(history.get("tokens_seen", 0))
+    seconds_before = float(history.get("total_train_seconds", history.get("train_seconds", 0.0)))
+    log(
+        f"[{spec.name}] continuing from {folder} ({tokens_before:,} tokens seen before); "
+        f"new schedule with peak lr {spec.peak_lr:g}"
+    )
+    return replace(
+        state,
+        tokens_seen=tokens_before,
+        init_from=str(folder),
+        init_tokens_seen=tokens_before,
+        init_seconds=seconds_before,
+    )
 
 
 def build_model(spec: ModelSpec, vocab_size: int, special_id: int, seed: int) -> LlamaForCausalLM:
@@ -317,6 +369,7 @@ def train_model(
     log_every_seconds: float = 30.0,
     monitor_tokens: np.ndarray | None = None,
     stop_after_steps: int | None = None,
+    init_from: Path | None = None,
     log: Log = print,
 ) -> tuple[LlamaForCausalLM, TrainState]:
     """Train one model on random windows of ``tokens``; return it and its state.
@@ -329,6 +382,12 @@ def train_model(
     steps in total without finishing, as an interrupted job would.
     ``monitor_tokens`` (a few held-out windows) is evaluated at each
     checkpoint, for the log only.
+
+    ``init_from`` (a saved model folder of the same architecture) starts the
+    weights from that model instead of a random initialisation, with a fresh
+    optimizer and a new warmup + cosine schedule: continued training. Its
+    ``training.json`` (written by this pipeline) provides the tokens and time
+    it had already seen, so the counts in the state stay totals.
     """
     import numpy as np
     import torch
@@ -342,8 +401,11 @@ def train_model(
     optimizer = _make_optimizer(model, spec)
     rng = np.random.Generator(np.random.PCG64(seed))
     state = TrainState(budget_seconds=budget_seconds or 0.0, planned_steps=max_steps or 0)
+    resuming = resume and checkpoint_path.is_file()
+    if init_from is not None and not resuming:
+        state = _initialise_from(model, spec, Path(init_from), state, log)
 
-    if resume and checkpoint_path.is_file():
+    if resuming:
         ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         if ckpt["spec"] != asdict(spec):
             raise RuntimeError(
@@ -454,7 +516,8 @@ def train_model(
 
     while True:
         plan = state.planned_steps or provisional_plan
-        if state.planned_steps and state.step >= state.planned_steps:
+        plan_is_known = bool(state.planned_steps) or max_steps is not None  # max_steps=0: nothing to do
+        if plan_is_known and state.step >= state.planned_steps:
             break
         if stop_after_steps is not None and state.step >= stop_after_steps:
             save_checkpoint()
@@ -589,7 +652,17 @@ class PipelineConfig:
     max_steps: dict[str, int] | None = None
     command: str = ""
     corpus_root: Path | None = None
+    init_from: Path | None = None
+    only: tuple[str, ...] | None = None
+    peak_lr: dict[str, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def specs(self) -> tuple[ModelSpec, ...]:
+        """The model specs this run trains, in order, with any learning-rate override applied."""
+        chosen = [s for s in (self.target, self.draft) if self.only is None or s.name in self.only]
+        if self.peak_lr:
+            chosen = [replace(s, peak_lr=self.peak_lr.get(s.name, s.peak_lr)) for s in chosen]
+        return tuple(chosen)
 
 
 @dataclass
@@ -649,9 +722,17 @@ def prepare_data(cfg: PipelineConfig, log: Log = print) -> PreparedData:
         f"{len(split.train)} train files ({split.train_chars:,} chars), "
         f"{len(split.heldout)} held-out files ({split.heldout_chars:,} chars)"
     )
-    tokenizer = train_tokenizer((f.text for f in split.train), vocab_size=cfg.vocab_size)
+    if cfg.init_from is not None:
+        # Continued training must keep the vocabulary the weights were trained with.
+        source = cfg.init_from / cfg.specs()[0].name
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        if len(tokenizer) != cfg.vocab_size:
+            raise RuntimeError(f"the tokenizer in {source} has {len(tokenizer)} tokens, not {cfg.vocab_size}")
+        log(f"data: tokenizer of {source} ({len(tokenizer)} tokens)")
+    else:
+        tokenizer = train_tokenizer((f.text for f in split.train), vocab_size=cfg.vocab_size)
+        log(f"data: tokenizer trained ({len(tokenizer)} tokens) in {time.perf_counter() - start:.1f}s")
     tokenizer.save_pretrained(work / "tokenizer")
-    log(f"data: tokenizer trained ({len(tokenizer)} tokens) in {time.perf_counter() - start:.1f}s")
     train_tokens = encode_documents(tokenizer, [f.text for f in split.train])
     heldout_tokens = encode_documents(tokenizer, [f.text for f in split.heldout])
     np.save(work / "train_tokens.npy", train_tokens)
@@ -697,6 +778,12 @@ def _model_card(
     import transformers
 
     compiled_note = " with torch.compile" if compiled else ""
+    continued_note = (
+        f"| continued from | an earlier run of this pipeline ({state.init_tokens_seen:,} tokens seen), "
+        f"with a fresh optimizer and a new warmup + cosine schedule |\n"
+        if state.init_from
+        else ""
+    )
     role = (
         "the **target** model of draftkit's examples and benchmarks"
         if kind == "target"
@@ -760,9 +847,9 @@ of the training token stream.
 
 | | |
 |---|---|
-| steps | {state.step:,} (planned {state.planned_steps:,}) |
-| tokens seen | {state.tokens_seen:,} ({state.tokens_seen / meta["train_tokens"]:.2f} epochs) |
-| training time | {_fmt_duration(state.elapsed_seconds)} (measured {state.tokens_per_second:,.0f} tokens/s) |
+{continued_note}| steps | {state.step:,} (planned {state.planned_steps:,}){" in the last run" if state.init_from else ""} |
+| tokens seen | {state.tokens_seen:,} ({state.tokens_seen / meta["train_tokens"]:.2f} epochs){" in all runs" if state.init_from else ""} |
+| training time | {_fmt_duration(state.init_seconds + state.elapsed_seconds)} (last run measured {state.tokens_per_second:,.0f} tokens/s) |
 | final training loss | {state.last_loss:.4f} nats/token |
 
 ## Evaluation on the held-out files
@@ -813,7 +900,10 @@ def _finalize_model(
         "steps": state.step,
         "planned_steps": state.planned_steps,
         "train_seconds": state.elapsed_seconds,
+        "total_train_seconds": state.init_seconds + state.elapsed_seconds,
         "tokens_per_second": state.tokens_per_second,
+        "init_from": state.init_from,
+        "init_tokens_seen": state.init_tokens_seen,
         "spec": asdict(spec),
     }
     folder = cfg.work_dir / "final" / kind
@@ -836,6 +926,8 @@ def _finalize_model(
         compiled=cfg.use_compile,
     )
     (folder / "README.md").write_text(card, encoding="utf-8")
+    # The history a later continued run starts from (see ``_initialise_from``).
+    _write_json(folder / "training.json", result)
     _write_json(cfg.work_dir / "final" / f"{kind}.json", result)
     log(
         f"[{kind}] held-out loss {loss:.4f} nats/token, {bpc:.4f} bits/char "
@@ -875,7 +967,14 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, dict[str, A
             log(f"keeping the original budget of {run['budget_seconds'] / 60:.1f} min")
         run["commands"].append(cfg.command)
     else:
-        run = {"budget_seconds": cfg.budget_seconds, "commands": [cfg.command], "started": time.time()}
+        run = {
+            "budget_seconds": cfg.budget_seconds,
+            "commands": [cfg.command],
+            "started": time.time(),
+            "init_from": None if cfg.init_from is None else str(cfg.init_from),
+            "only": None if cfg.only is None else list(cfg.only),
+            "peak_lr": cfg.peak_lr,
+        }
     _write_json(run_path, run)
     budget = float(run["budget_seconds"])
 
@@ -890,7 +989,8 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, dict[str, A
     available = max(0.0, budget - meta["data_seconds"] - reserve)
     results: dict[str, dict[str, Any]] = {}
     target_elapsed = 0.0
-    for spec in (cfg.target, cfg.draft):
+    specs = cfg.specs()
+    for spec in specs:
         kind = spec.name
         result_path = cfg.work_dir / "final" / f"{kind}.json"
         ckpt = cfg.work_dir / f"ckpt_{kind}.pt"
@@ -901,6 +1001,8 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, dict[str, A
             continue
         if cfg.max_steps is not None:
             kwargs: dict[str, Any] = {"max_steps": cfg.max_steps[kind]}
+        elif len(specs) == 1:
+            kwargs = {"budget_seconds": available}
         elif kind == cfg.target.name:
             kwargs = {"budget_seconds": cfg.target_share * available}
         else:
@@ -919,6 +1021,7 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, dict[str, A
             checkpoint_every_seconds=cfg.checkpoint_every_seconds,
             log_every_seconds=cfg.log_every_seconds,
             monitor_tokens=monitor,
+            init_from=None if cfg.init_from is None else cfg.init_from / kind,
             log=log,
             **kwargs,
         )
@@ -927,7 +1030,7 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, dict[str, A
         results[kind] = _finalize_model(kind, spec, model, state, data, cfg, run["commands"], log)
         del model
 
-    _install(cfg.work_dir, cfg.models_dir, (cfg.target.name, cfg.draft.name), log)
+    _install(cfg.work_dir, cfg.models_dir, tuple(spec.name for spec in specs), log)
     return results
 
 
@@ -952,6 +1055,18 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and tokenizers")
     parser.add_argument("--no-compile", action="store_true", help="do not use torch.compile")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="continue training from the model folders in this dir (e.g. src/draftkit/demo/models)",
+    )
+    parser.add_argument(
+        "--only", choices=("target", "draft"), action="append", default=None, help="train only this model"
+    )
+    parser.add_argument(
+        "--peak-lr", type=float, default=None, help="override the peak learning rate of the trained models"
+    )
     return parser.parse_args(argv)
 
 
@@ -980,6 +1095,11 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         use_compile=not args.no_compile,
         command=command,
+        init_from=args.init_from,
+        only=None if args.only is None else tuple(args.only),
+        peak_lr=None
+        if args.peak_lr is None
+        else {name: args.peak_lr for name in (args.only or ("target", "draft"))},
     )
     log(f"{command}  (threads={args.threads}, torch {torch.__version__})")
     results = run_pipeline(cfg, log)
