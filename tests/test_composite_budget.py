@@ -13,7 +13,7 @@ from draftkit.errors import IncompatiblePartsError
 from draftkit.sources.composite import Composite, matched_prefix
 from draftkit.testing.sources import EmptySource, OracleSource, RandomSource
 from draftkit.trees import TrieBuilder
-from draftkit.types import Draft, DraftKind, SourceCapabilities, TokenTree, Verdict
+from draftkit.types import Draft, DraftKind, DraftRequest, SourceCapabilities, TokenTree, Verdict
 from helpers import cached_model, hf_greedy
 from strategies import architectures, prompts, token_sequences
 
@@ -38,8 +38,31 @@ def test_composite_moves_the_budget_to_the_useful_member():
         [prompt], max_new_tokens=60)
     assert out.sequences[0].tolist() == expected
     shares = composite.shares()
-    assert shares[1] > 0.8 > shares[0] >= composite.floor * 0.9
+    assert shares[1] > 0.8 > shares[0] > 0
+    rates = composite.acceptance()
+    assert rates[1, 0] > 0.8 and rates[0, 0] < 0.2  # the oracle is right, random drafts are not
+    assert np.all(np.diff(rates, axis=1) <= 0)  # matching d+1 tokens is never likelier than d
     assert composite.name == "random+oracle"
+
+
+def test_composite_weighs_tokens_by_depth_and_counts_censored_depths_right():
+    """Token weights fall with depth; depths beyond the emitted tokens are not counted as misses."""
+    first, second = OracleSource([0, 1, 2, 3, 4, 5, 6]), OracleSource([0, 7, 8, 9])
+    composite = Composite([first, second])
+    composite.begin(np.array([0]))
+    request = DraftRequest(context=np.array([0]), prompt_length=1, max_depth=8, max_nodes=8, vocab_size=16)
+    draft = composite.propose(request)
+    assert draft.token_weights is not None
+    assert all(np.all(np.diff(w) < 0) for w in draft.token_weights)  # prior 0.5 ** d
+    before = composite.acceptance().copy()
+    # The target emitted 1, 2 (all the first member drafted that was verified): depths 1-2 hit,
+    # deeper depths of the first member are unknown; the second member missed at depth 1, so
+    # all its depths are observed misses.
+    composite._update_statistics(np.array([1, 2]))
+    after = composite.acceptance()
+    assert after[0, 0] > before[0, 0] and after[0, 1] > before[0, 1]
+    assert after[0, 2] == before[0, 2]  # censored: not counted
+    assert after[1, 0] < before[1, 0] and after[1, 2] < before[1, 2]
 
 
 def test_composite_refuses_stochastic_members():
@@ -59,6 +82,21 @@ def test_matched_prefix():
 
 drafts = st.lists(st.tuples(token_sequences, st.floats(0.1, 10.0)), min_size=1, max_size=8).map(
     lambda items: Draft(tuple(np.array(s) for s, _ in items), tuple(w for _, w in items)))
+
+
+weighted_drafts = drafts.flatmap(
+    lambda d: st.tuples(*[st.lists(st.floats(0.0, 5.0), min_size=len(s), max_size=len(s)) for s in d.sequences]).map(
+        lambda ws: Draft(d.sequences, d.weights, token_weights=tuple(np.array(w) for w in ws))))
+
+
+@given(draft=weighted_drafts, budget=st.integers(1, 30))
+def test_trie_with_token_weights_keeps_a_tree_of_the_heaviest_nodes(draft, budget):
+    """Token weights (even ones that grow along a candidate) still give a tree under any budget."""
+    tree = TrieBuilder().build(draft, budget, 12)
+    assert tree.size == min(budget, TrieBuilder().build(draft, 10_000, 12).size)
+    assert np.all(tree.parents < np.arange(tree.size))  # topological, connected to the root
+    parent_scores = tree.scores[np.maximum(tree.parents, 0)]
+    assert np.all((tree.parents < 0) | (parent_scores >= tree.scores))
 
 
 @given(draft=drafts, budget=st.integers(0, 30))
@@ -89,3 +127,22 @@ def test_cost_aware_budget_follows_the_cost_curve():
     for _ in range(60):
         steep.observe(chain, never, 64, 0.0)
     assert steep.choose() == 0  # ... useless ones do not: verify nothing
+
+
+def test_cost_aware_budget_explores_near_its_choice_and_sometimes_the_largest():
+    grid = np.array([0, 1, 2, 4, 8, 16, 32, 64])
+    policy = CostAwareBudget(grid, 0.01 * (1 + grid / 4), explore=4)
+    policy._choice = 8
+    chosen = [policy.choose() for _ in range(32)]
+    explored = chosen[3::4]
+    assert explored == [16, 16, 16, 64, 16, 16, 16, 64]
+    assert all(c == 8 for i, c in enumerate(chosen) if i % 4 != 3)
+
+
+def test_measured_verify_costs_never_fall_with_size():
+    from draftkit.engine.budget import measure_verify_costs
+    from draftkit.engine.target import TargetModel
+
+    target = TargetModel(cached_model("llama"))
+    costs = measure_verify_costs(target, [0, 1, 4, 16], prefix_len=16, repeats=2)
+    assert costs.shape == (4,) and np.all(costs > 0) and np.all(np.diff(costs) >= 0)

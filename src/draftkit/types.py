@@ -100,6 +100,13 @@ class Draft:
     tree builder merges candidates that share prefixes and keeps the best nodes.
     Stochastic sources also give, for each candidate, the proposal distribution
     every token was sampled from.
+
+    ``token_weights`` optionally weighs every token of every candidate instead
+    of the whole candidate at once, e.g. an estimate of the chance that the
+    token is accepted, which falls with depth. A tree builder that merges
+    candidates then scores a node by the sum of the token weights through it,
+    so keeping the best nodes keeps the likeliest ones rather than the whole of
+    the heaviest candidate.
     """
 
     sequences: tuple[np.ndarray, ...] = ()  #: each int64 [len_i], len_i >= 1
@@ -107,6 +114,8 @@ class Draft:
     #: Stochastic drafts only: per sequence a float tensor [len_i, V], row j is q
     #: (after the same logits processing the target uses) that token j was drawn from.
     probs: tuple[torch.Tensor, ...] | None = None
+    #: Optional, per sequence a float64 [len_i] weight of each token (see above).
+    token_weights: tuple[np.ndarray, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.weights and self.sequences:
@@ -115,6 +124,11 @@ class Draft:
             raise ValueError("Draft.weights must have one entry per sequence")
         if self.probs is not None and len(self.probs) != len(self.sequences):
             raise ValueError("Draft.probs must have one tensor per sequence")
+        if self.token_weights is not None and (
+            len(self.token_weights) != len(self.sequences)
+            or any(len(w) != len(s) for w, s in zip(self.token_weights, self.sequences, strict=True))
+        ):
+            raise ValueError("Draft.token_weights must have one weight per token of every sequence")
 
     @classmethod
     def empty(cls) -> Draft:
@@ -261,9 +275,7 @@ class SamplingParams:
         if self.min_p is not None and not (0.0 <= self.min_p <= 1.0):
             raise InvalidInputError(f"min_p must be in [0, 1], got {self.min_p}")
         if self.repetition_penalty is not None and not self.repetition_penalty > 0:
-            raise InvalidInputError(
-                f"repetition_penalty must be > 0, got {self.repetition_penalty}"
-            )
+            raise InvalidInputError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
 
     @property
     def uses_context_processors(self) -> bool:

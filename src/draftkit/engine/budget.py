@@ -24,7 +24,14 @@ import torch
 
 from ..types import TokenTree, Verdict
 
-__all__ = ["BudgetPolicy", "FixedBudget", "CostAwareBudget", "node_ranks", "prune_tree", "measure_verify_costs"]
+__all__ = [
+    "BudgetPolicy",
+    "FixedBudget",
+    "CostAwareBudget",
+    "node_ranks",
+    "prune_tree",
+    "measure_verify_costs",
+]
 
 
 class BudgetPolicy(Protocol):
@@ -86,30 +93,34 @@ class FixedBudget:
         return None
 
 
-def measure_verify_costs(target: object, sizes: list[int], prefix_len: int = 128, repeats: int = 3) -> np.ndarray:
+def measure_verify_costs(
+    target: object, sizes: list[int], prefix_len: int = 128, repeats: int = 5
+) -> np.ndarray:
     """Median seconds of a verify forward with ``k`` tree nodes, for each ``k`` in ``sizes``.
 
-    Uses a chain tree after a synthetic prefix; on the target's real cache path.
+    Uses a chain tree after a synthetic prefix, on the target's real cache
+    path. The sizes are timed in interleaved rounds (all sizes once, then
+    again), so a burst of load from another process slows every size alike
+    instead of inflating a few; the medians are then made non-decreasing,
+    since verifying more nodes never costs less.
     """
     window = getattr(target, "context_window", None) or 4096
     prefix_len = max(2, min(prefix_len, window - max(sizes) - 2))
     prompt = torch.arange(prefix_len) % max(2, getattr(target, "vocab_size", 2))
-    costs = []
+    times = np.zeros((repeats + 1, len(sizes)))
+    trees = [TokenTree.from_parents(np.zeros(k, np.int64), np.arange(-1, k - 1)) for k in sizes]
     session = target.start(prompt)  # type: ignore[attr-defined]
     try:
-        for k in sizes:
-            tree = TokenTree.from_parents(np.zeros(k, np.int64), np.arange(-1, k - 1))
-            times = []
-            for _ in range(repeats + 1):
+        for r in range(repeats + 1):  # round 0 warms up every shape
+            for i, tree in enumerate(trees):
                 t0 = time.perf_counter()
                 session.forward_tree(0, tree)
-                times.append(time.perf_counter() - t0)
+                times[r, i] = time.perf_counter() - t0
                 session.commit(())
                 session.cache.crop(-1)  # undo the committed pending token
-            costs.append(float(np.median(times[1:])))
     finally:
         session.end()
-    return np.asarray(costs)
+    return np.maximum.accumulate(np.median(times[1:], axis=0))
 
 
 @dataclass
@@ -117,8 +128,10 @@ class CostAwareBudget:
     """Pick the budget that maximises expected emitted tokens per second.
 
     ``costs[i]`` is the measured verify time with ``grid[i]`` nodes; the draft
-    time per step is tracked separately. ``explore`` is how often (in steps) the
-    largest budget is verified to keep the statistics of big trees fresh.
+    time per step is tracked separately. Every ``explore`` steps a bigger budget
+    is verified to keep the statistics of bigger trees fresh: usually the next
+    grid budget at least twice the current choice (cheap, and where a better
+    choice most likely is), every fourth time the largest one.
     """
 
     grid: np.ndarray
@@ -158,12 +171,17 @@ class CostAwareBudget:
     def choose(self) -> int:
         self._step += 1
         if self.explore and self._step % self.explore == 0:
-            return self.max_budget
+            if (self._step // self.explore) % 4 == 0:
+                return self.max_budget
+            bigger = self.grid[self.grid >= max(1, 2 * self._choice)]
+            return int(bigger[0]) if bigger.size else self.max_budget
         return self._choice
 
     def observe(self, tree: TokenTree, verdict: Verdict, drafted: int, overhead: float) -> None:
-        self._overhead = overhead if self._overhead is None else (
-            self.decay * self._overhead + (1 - self.decay) * overhead
+        self._overhead = (
+            overhead
+            if self._overhead is None
+            else (self.decay * self._overhead + (1 - self.decay) * overhead)
         )
         verified = tree.size
         if drafted == 0:

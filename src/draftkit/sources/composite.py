@@ -1,12 +1,17 @@
-"""Several sources drafting into one tree, budget shared by recent usefulness.
+"""Several sources drafting into one tree, nodes ranked by calibrated acceptance.
 
 Different sources win on different inputs: retrieval on text like its corpus,
 prompt lookup on text that quotes its context, an adaptive n-gram table on the
 request's own style. A :class:`Composite` asks every member, merges their
-candidates into one draft, and gives each member a share of the tree that
-follows how many tokens its proposals would have had accepted recently, so the
-budget flows to whichever source is right for the current request. Where
-members agree, their weights add up and the shared prefix is kept first.
+candidates into one draft, and weighs every drafted token by an estimate of
+the chance that it is accepted: for each member and each depth ``d``, the
+recent rate at which the member's candidates matched at least ``d`` of the
+tokens the target actually emitted. Those rates are measured on every step
+whether or not the member's nodes were verified (the emitted tokens are known
+either way), so a member whose nodes were pruned can still win its budget
+back. Token weights make the tree builder keep the likeliest nodes across all
+members, rather than the whole of the heaviest member's candidate; where
+members agree, their weights add up.
 """
 
 from __future__ import annotations
@@ -35,19 +40,25 @@ def matched_prefix(sequences: Sequence[np.ndarray], emitted: np.ndarray) -> int:
     return best
 
 
+#: Pseudo-observations of the prior (in units of the moving average's total weight, which tends to 1).
+_PRIOR_STRENGTH = 0.1
+
+
 @dataclass
 class Composite:
-    """Merge the drafts of ``members``; share the budget by recent accepted length.
+    """Merge the drafts of ``members``; weigh their tokens by each member's recent acceptance per depth.
 
-    ``decay`` is the weight of the past in the exponential moving average of each
-    member's matched length; ``floor`` keeps a small share for every member so a
-    source that was useless for a while can come back.
+    ``decay`` is the weight of the past in the moving averages (0.95: roughly
+    the last 20 steps count). Until a member has been observed, its chance of
+    matching ``d`` tokens is taken as ``0.5 ** d``. ``max_depth`` bounds the
+    depths tracked; deeper tokens share the deepest estimate.
     """
 
     members: Sequence[DraftSource]
-    decay: float = 0.8
-    floor: float = 0.05
-    _scores: np.ndarray = field(init=False, repr=False)
+    decay: float = 0.95
+    max_depth: int = 64
+    _hits: np.ndarray = field(init=False, repr=False)
+    _tries: np.ndarray = field(init=False, repr=False)
     _last: list[tuple[np.ndarray, ...]] = field(init=False, repr=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -59,8 +70,13 @@ class Composite:
                 "a Composite source can only merge deterministic sources: merged stochastic proposals "
                 "have no single proposal law to verify against"
             )
-        self._scores = np.ones(len(self.members))
         self.members = list(self.members)
+        self._reset_statistics()
+
+    def _reset_statistics(self) -> None:
+        self._hits = np.zeros((len(self.members), self.max_depth))
+        self._tries = np.zeros((len(self.members), self.max_depth))
+        self._last = []
 
     @property
     def name(self) -> str:
@@ -76,23 +92,31 @@ class Composite:
             wants_node_logits=any(c.wants_node_logits for c in caps),
         )
 
+    def acceptance(self) -> np.ndarray:
+        """float [members, max_depth]: estimated chance that member m matches at least d+1 tokens.
+
+        Non-increasing along depth by construction (matching d+1 tokens implies matching d).
+        """
+        prior = 0.5 ** np.arange(1, self.max_depth + 1)
+        rate = (self._hits + _PRIOR_STRENGTH * prior) / (self._tries + _PRIOR_STRENGTH)
+        return np.minimum.accumulate(rate, axis=1)
+
     def shares(self) -> np.ndarray:
-        """Current share of the budget of each member (sums to 1)."""
-        s = np.maximum(self._scores, 0.0) + 1e-9
-        s = s / s.sum()
-        s = np.maximum(s, self.floor)
-        return s / s.sum()
+        """Each member's part of the expected matched length (sums to 1); for reports."""
+        expected = self.acceptance().sum(axis=1)
+        return expected / expected.sum()
 
     def begin(self, prompt: np.ndarray) -> None:
         for m in self.members:
             m.begin(prompt)
 
     def propose(self, request: DraftRequest) -> Draft:
-        shares = self.shares()
+        rates = self.acceptance()
         sequences: list[np.ndarray] = []
         weights: list[float] = []
+        token_weights: list[np.ndarray] = []
         self._last = []
-        for member, share in zip(self.members, shares, strict=True):
+        for m, member in enumerate(self.members):
             draft = member.propose(request)
             seqs = tuple(np.asarray(s, dtype=np.int64) for s in draft.sequences if len(s))
             self._last.append(seqs)
@@ -101,20 +125,46 @@ class Composite:
             w = np.asarray([draft.weights[i] for i, s in enumerate(draft.sequences) if len(s)], dtype=float)
             w = np.maximum(w, 0.0)
             total = w.sum()
-            w = w / total * share if total > 0 else np.full(len(seqs), share / len(seqs))
-            sequences.extend(seqs)
-            weights.extend(w.tolist())
-        return Draft(tuple(sequences), tuple(weights)) if sequences else Draft.empty()
+            # The member's own ranking splits its chance among its candidates.
+            w = w / total if total > 0 else np.full(len(seqs), 1.0 / len(seqs))
+            for seq, share in zip(seqs, w, strict=True):
+                depth_index = np.minimum(np.arange(seq.size), self.max_depth - 1)
+                per_token = share * rates[m, depth_index]
+                sequences.append(seq)
+                token_weights.append(per_token)
+                weights.append(float(per_token.sum()))  # expected matched length, for chain builders
+        if not sequences:
+            return Draft.empty()
+        return Draft(tuple(sequences), tuple(weights), token_weights=tuple(token_weights))
 
     def observe(self, feedback: StepFeedback) -> None:
         if self._last and len(self._last) == len(self.members):
-            gains = np.array([matched_prefix(seqs, feedback.emitted) for seqs in self._last], dtype=float)
-            self._scores = self.decay * self._scores + (1 - self.decay) * gains
+            self._update_statistics(feedback.emitted)
         for m in self.members:
             m.observe(feedback)
 
+    def _update_statistics(self, emitted: np.ndarray) -> None:
+        """Count, per member and depth, whether its candidates matched that deep.
+
+        Depth d is observed when the member matched d tokens, or when it
+        mismatched at a position the target emitted; beyond the emitted tokens
+        a full match says nothing about deeper tokens (censored), so those
+        depths are not counted.
+        """
+        horizon = int(emitted.size)
+        for m, seqs in enumerate(self._last):
+            if not seqs:
+                continue
+            longest = min(max(s.size for s in seqs), self.max_depth)
+            matched = matched_prefix(seqs, emitted)
+            observed = longest if matched < horizon else min(longest, horizon)
+            if observed == 0:
+                continue
+            hit = (np.arange(1, observed + 1) <= matched).astype(float)
+            self._hits[m, :observed] = self.decay * self._hits[m, :observed] + (1 - self.decay) * hit
+            self._tries[m, :observed] = self.decay * self._tries[m, :observed] + (1 - self.decay)
+
     def reset(self) -> None:
-        self._scores = np.ones(len(self.members))
-        self._last = []
+        self._reset_statistics()
         for m in self.members:
             m.reset()

@@ -12,8 +12,10 @@ __all__ = ["TrieBuilder"]
 class TrieBuilder:
     """Prefix-merges the candidates; keeps the ``max_nodes`` highest-scoring nodes.
 
-    A node's score is the total weight of the candidates that pass through it, so
-    it is never higher than its parent's: keeping the top nodes (ties broken by
+    A node's score is the total weight of the candidates that pass through it
+    (with ``Draft.token_weights``, the total weight of their tokens at that node),
+    so it is never higher than its parent's as long as token weights do not grow
+    along a candidate: keeping the top nodes (ties broken by
     depth, then by first appearance) always yields a connected tree, which is the
     frequency-weighted trie of REST and the merged path set of ADED.
     """
@@ -31,9 +33,18 @@ class TrieBuilder:
         depths: list[int] = []
         scores: list[float] = []
         prob_rows: list[tuple[int, int]] = []  # (sequence, position) giving the node's q row
+        token_weights = draft.token_weights
         for s, (seq, weight) in enumerate(zip(draft.sequences, draft.weights, strict=True)):
             parent = -1
+            # A running minimum keeps scores from growing with depth, so the kept nodes form a tree.
+            per_token = (
+                None
+                if token_weights is None
+                else np.minimum.accumulate(np.asarray(token_weights[s], dtype=float)).tolist()
+            )
             for pos, tok in enumerate(np.asarray(seq, dtype=np.int64)[:max_depth].tolist()):
+                if per_token is not None:
+                    weight = per_token[pos]
                 key = (parent, tok)
                 node = index.get(key)
                 if node is None:
