@@ -6,6 +6,10 @@ outputs checked against plain decoding) and prints how close "auto" gets to the
 best fixed budget found by the sweep.
 
     python benchmarks/budget_sweep.py --model demo --sources pld,aded --prompts stdlib --limit 10
+
+``--cost-shadow`` gives the target the verify cost of a ~60M-parameter model
+(see cost_shadow.py): acceptance stays the demo model's, costs become those of
+the bigger model, whose cost curve is steeper on a CPU.
 """
 
 from __future__ import annotations
@@ -36,9 +40,26 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="bench-budget")
+    parser.add_argument("--cost-shadow", action="store_true",
+                        help="also run a random-weights ~60M Llama on every forward (its cost, the demo's acceptance)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, tokenizer = load_model_and_tokenizer(args.model)
+    cost_note = {}
+    if args.cost_shadow:
+        from cost_shadow import add_cost_shadow, parameter_count, shadow_llama
+
+        from draftkit.engine.budget import measure_verify_costs
+        from draftkit.engine.target import TargetModel
+
+        shadow = shadow_llama(model.config.vocab_size)
+        add_cost_shadow(model, shadow)
+        sizes = [0, 1, 4, 16, 32, 64]
+        costs = measure_verify_costs(TargetModel(model), sizes)
+        cost_note = {"shadow_parameters": parameter_count(shadow),
+                     "verify_cost_ratio": {str(k): float(c / costs[0]) for k, c in zip(sizes, costs, strict=True)}}
+        print(f"cost shadow: {cost_note['shadow_parameters']:,} parameters; verify cost vs 1 token: "
+              + ", ".join(f"{k}: {v:.2f}x" for k, v in cost_note["verify_cost_ratio"].items()))
     registry = default_registry()
     corpus = {}
     if {"aded", "rest"} & set(args.sources.split(",")):
@@ -67,7 +88,7 @@ def main() -> int:
         print(f"{name}: best fixed {best} {fixed[best]:.2f}x, auto {auto:.2f}x "
               f"({auto / fixed[best]:.1%} of the best fixed budget)")
     out = Path(args.out)
-    write_results(result, out, {"model": args.model, "sweep": summary})
+    write_results(result, out, {"model": args.model, "sweep": summary, **cost_note})
     (out / "sweep.json").write_text(json.dumps(summary, indent=2))
     return 0
 
