@@ -70,8 +70,10 @@ class Recycling:
     * ``template_paths``: an explicit template as rank paths instead.
     * ``adapt_template``: re-shape the template from the rank frequencies this
       source observes, every ``adapt_every`` observed token pairs, with
-      ``rank_probs`` as a prior worth ``prior_weight`` observations; default
-      False, the paper's static template.
+      ``rank_probs`` as a prior worth ``prior_weight`` observations. Default
+      (``None``): adapt unless ``template_paths`` fixes the template; it
+      accepted 23% more tokens per step than the paper's static template on
+      draftkit's demo model (README). ``False`` is the paper's method.
     * ``persist``: keep the matrix across ``generate()`` calls (default True).
     """
 
@@ -79,7 +81,7 @@ class Recycling:
     tree_size: int = 80
     rank_probs: Sequence[float] | None = None
     template_paths: Sequence[Sequence[int]] | None = None
-    adapt_template: bool = False
+    adapt_template: bool | None = None
     #: Observed (token, next token) pairs between two re-shapings of an adaptive template.
     adapt_every: int = 64
     #: How many observations the prior rank probabilities are worth when adapting.
@@ -115,6 +117,8 @@ class Recycling:
                 "recycling: template_paths fixes the template, so it cannot be combined with "
                 "adapt_template=True; drop one of them"
             )
+        if self.adapt_template is None:
+            self.adapt_template = self.template_paths is None
         self._prior = probs
         self._initial_template()
 
