@@ -75,6 +75,16 @@ def hf_greedy(m: torch.nn.Module, prompt: list[int], max_new_tokens: int, eos: i
 # --------------------------------------------------------------------------- discovery
 
 
+def test_keeps_draftkits_source_contract() -> None:
+    """draftkit's packaged checks for third-party sources (greedy, stops, seeded sampling, three architectures)."""
+    from draftkit.testing.contract import check_source
+
+    report = check_source(Recycling, prompts=3)
+    assert report.mean_tokens_per_step > 1.0
+    static = check_source(lambda: Recycling(adapt_template=False), architectures=("llama",), prompts=3)
+    assert static.mean_tokens_per_step > 1.0
+
+
 def test_entry_point_registers_the_source() -> None:
     registry = draftkit.build_registry(load_entry_points=True)
     info = registry.info("source", "recycling")
