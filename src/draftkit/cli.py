@@ -25,6 +25,16 @@ examples:
 """
 
 
+
+class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show defaults in --help, except where the help already says it or there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
 def resolve_model_path(name: str) -> Path:
     """``demo`` (or ``demo-draft``) means the shipped demo models; anything else is a folder."""
     if name in ("demo", "demo-target", "demo-draft"):
@@ -280,13 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--budget", type=_budget, default="auto",
                      help="draft nodes verified per step: an integer, or 'auto' to pick per step from the "
                      "model's measured verify cost")
-    gen.add_argument("--max-new-tokens", type=int, default=128)
+    gen.add_argument("--max-new-tokens", type=int, default=128, help="never more new tokens than this")
     gen.add_argument("--temperature", type=float, help="sample with this temperature (default: greedy)")
-    gen.add_argument("--top-p", type=float)
-    gen.add_argument("--top-k", type=int)
+    gen.add_argument("--top-p", type=float, help="nucleus sampling: keep the smallest set of this mass")
+    gen.add_argument("--top-k", type=int, help="sample among the k likeliest tokens only")
     gen.add_argument("--seed", type=int, default=0, help="seed of the sampling stream")
     gen.add_argument("--stop", action="append", help="stop string (repeatable)")
-    gen.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float64"])
+    gen.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float64"],
+                     help="weights and compute dtype of the model")
     gen.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     gen.set_defaults(func=cmd_generate)
 
@@ -298,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         "accepted tokens per step, acceptance, time split, peak memory and the share of outputs ending "
         "in a repetition loop, and checks that greedy outputs are token-identical to plain decoding. "
         "Writes results.json, Spec-Bench-style answers/*.jsonl, table.txt and chart.png to --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsHelpFormatter,
     )
     bench.add_argument("--model", default="demo", help="model folder, or 'demo'")
     bench.add_argument("--draft-model", help="draft model folder for hf-assisted (default: the demo draft "
@@ -308,10 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "or a Spec-Bench question.jsonl")
     bench.add_argument("--limit", type=int, help="use at most this many prompts")
     bench.add_argument("--methods", help="comma-separated subset, e.g. plain,hf,pld,aded (default: all)")
-    bench.add_argument("--max-new-tokens", type=int, default=128)
+    bench.add_argument("--max-new-tokens", type=int, default=128, help="new tokens per prompt (at most)")
     bench.add_argument("--temperature", type=float, help="sample at this temperature (default: greedy)")
     bench.add_argument("--top-p", type=float, help="nucleus sampling (implies sampling)")
-    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--seed", type=int, default=0, help="seed of the sampling streams (with --temperature)")
     bench.add_argument("--repeats", type=int, default=1, help="runs per prompt and method; the median counts")
     bench.add_argument("--budget", type=_budget, help="draft nodes per step for every source: an integer or "
                        "'auto' (default: the decoder's default)")
@@ -319,9 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--cache-dir", default=None, help="where corpus artefacts (ADED matrix, retrieval "
                        "store) are cached (default: ~/.cache/draftkit)")
     bench.add_argument("--no-corpus", action="store_true", help="do not build corpus-backed sources")
-    bench.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float64"])
+    bench.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float64"],
+                       help="weights and compute dtype of the models")
     bench.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    bench.add_argument("--no-chart", action="store_true")
+    bench.add_argument("--no-chart", action="store_true", help="do not draw chart.png")
     bench.add_argument("--strict", action="store_true", help="exit 1 if a draftkit output differs")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(func=cmd_bench)
@@ -356,15 +368,15 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--jsonl-field", default="text", help="field holding the text in jsonl records")
     sb.add_argument("--chunk-tokens", type=int, default=2**26, help="tokens per chunk (bounds build memory)")
     sb.add_argument("--overwrite", action="store_true", help="replace an existing folder")
-    sb.add_argument("--no-progress", action="store_true")
+    sb.add_argument("--no-progress", action="store_true", help="no progress bar")
     sb.set_defaults(func=_datastore_command("build"))
     si = store_sub.add_parser("info", help="print a datastore's header (after the cheap integrity checks)")
-    si.add_argument("path")
+    si.add_argument("path", help="datastore folder")
     si.set_defaults(func=_datastore_command("info"))
     sv = store_sub.add_parser("verify", help="check every checksum and token id of a datastore")
-    sv.add_argument("path")
+    sv.add_argument("path", help="datastore folder")
     sv.add_argument("--tokenizer", help="also check the store was built with this tokenizer")
-    sv.add_argument("--no-progress", action="store_true")
+    sv.add_argument("--no-progress", action="store_true", help="no progress bar")
     sv.set_defaults(func=_datastore_command("verify"))
     store.set_defaults(func=lambda args: (store.print_help(), 2)[1])
 
