@@ -4,9 +4,10 @@ The tree budget trades acceptance (a property of the target's predictions)
 against verify cost (a property of the target's size on this machine). We have
 no trained 60M model, but cost does not depend on training: a random-weights
 Llama of that size costs exactly what a trained one does. ``add_cost_shadow``
-makes every forward of the demo target also run the same-shaped forward (same
-input ids, tree mask, position ids, and a KV cache of the same length) through
-such a "shadow" model and discards its output. Decoding then accepts exactly
+makes every forward of the demo target's body also run the same-shaped forward
+(same input ids, tree mask, position ids, and a KV cache of the same length)
+through such a "shadow" model's body, and every use of its LM head run the
+shadow's head on as many rows; the shadow's outputs are discarded. Decoding then accepts exactly
 what the demo target accepts, at the cost of both models together, dominated
 by the shadow.
 
@@ -36,10 +37,17 @@ def shadow_llama(vocab_size: int, *, hidden: int = 512, layers: int = 13, interm
 
 
 def add_cost_shadow(model: Any, shadow: Any) -> None:
-    """Make ``model``'s forward also run ``shadow`` on the same shapes (in place)."""
+    """Make ``model``'s body and head also run ``shadow``'s on the same shapes (in place).
+
+    The body is patched rather than the whole forward because draftkit runs the
+    body alone when it can (prefill, greedy verification) and then the head on
+    a few rows only.
+    """
     from transformers.cache_utils import DynamicCache
 
-    inner = model.forward
+    body, shadow_body = model.base_model, shadow.base_model
+    shadow_head = shadow.get_output_embeddings()
+    inner = body.forward
     state: dict[str, Any] = {"cache": None, "owner": None}
 
     @torch.inference_mode()
@@ -49,21 +57,29 @@ def add_cost_shadow(model: Any, shadow: Any) -> None:
         out = inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                     past_key_values=past_key_values, use_cache=use_cache, **kwargs)
         if past_key_values is None:
-            shadow(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+            shadow_body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                        use_cache=False)
             return out
         cache = state["cache"]
         if state["owner"] is not past_key_values or cache is None or cache.get_seq_length() < before:
             cache = DynamicCache()
             if before:  # a cache we have not followed from the start: fill it to the same length
-                shadow(input_ids=torch.zeros((1, before), dtype=torch.long), past_key_values=cache, use_cache=True)
+                shadow_body(input_ids=torch.zeros((1, before), dtype=torch.long), past_key_values=cache,
+                            use_cache=True)
         elif cache.get_seq_length() > before:
             cache.crop(-(cache.get_seq_length() - before))
-        shadow(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-               past_key_values=cache, use_cache=True)
+        shadow_body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                    past_key_values=cache, use_cache=True)
         state["cache"], state["owner"] = cache, past_key_values
         return out
 
-    model.forward = forward
+    def head_hook(_module: Any, args: tuple[Any, ...], _out: Any) -> None:
+        rows = args[0].reshape(-1, args[0].shape[-1]).shape[0]
+        with torch.inference_mode():
+            shadow_head(torch.zeros((rows, shadow.config.hidden_size)))
+
+    body.forward = forward
+    model.get_output_embeddings().register_forward_hook(head_hook)
 
 
 def parameter_count(model: Any) -> int:

@@ -35,6 +35,7 @@ from ..types import (
     TokenTree,
     Verdict,
 )
+from ..verify.greedy import GreedyVerifier, greedy_walk_rows
 from ..verify.speculative import check_stochastic_draft
 from .budget import BudgetPolicy, CostAwareBudget, FixedBudget, prune_tree
 from .request import RequestPlan, plan_request
@@ -190,6 +191,13 @@ class SpeculativeDecoder(DecoderAPI):
         self.source.begin(prompt.numpy().copy())
         stats.time_prefill = time.perf_counter() - t0
         want_logits = self.source.capabilities.wants_node_logits
+        lazy_rows = (
+            self.target.head is not None
+            and type(verifier) is GreedyVerifier
+            and not sampling.do_sample
+            and not sampling.uses_context_processors
+            and not want_logits
+        )
         history = np.empty(len(sequence) + max_new_tokens + 1, dtype=np.int64)
         history[: len(sequence)] = sequence
         try:
@@ -242,11 +250,20 @@ class SpeculativeDecoder(DecoderAPI):
                 if chosen < tree.size and self.source.capabilities.draft_kind is DraftKind.DETERMINISTIC:
                     tree = prune_tree(tree, chosen)
                 t2 = time.perf_counter()
-                logits = target.forward_tree(sequence[-1], tree)
-                t3 = time.perf_counter()
+                logits: torch.Tensor | None = None
+                if lazy_rows:
+                    # Greedy with a separable head: logits only for the rows the walk reaches.
+                    hidden = target.forward_tree_hidden(sequence[-1], tree)
+                    verdict = greedy_walk_rows(
+                        tree, lambda row, hidden=hidden: int(torch.argmax(self.target.row_logits(hidden, row)))
+                    )
+                    t3 = time.perf_counter()
+                else:
+                    logits = target.forward_tree(sequence[-1], tree)
+                    t3 = time.perf_counter()
+                    process = LogitsPipeline(sampling, context)
+                    verdict = verifier.verify(tree, logits, sampling, process, random, new_so_far)
                 stats.time_verify += t3 - t2
-                process = LogitsPipeline(sampling, context)
-                verdict = verifier.verify(tree, logits, sampling, process, random, new_so_far)
                 self._check_verdict(verdict, tree, verifier, vocab)
                 emitted = verdict.emitted_tokens(tree)
                 keep, reason = stop.cut(sequence, emitted, new_so_far)

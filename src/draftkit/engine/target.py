@@ -11,6 +11,7 @@ last token. The user's model is never modified.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ from ..errors import PromptTooLongError, UnsupportedModelError
 from ..trees.masks import tree_attention_inputs
 from ..types import TokenTree
 
-__all__ = ["TargetModel", "TargetSession", "context_window", "sliding_window"]
+__all__ = ["SeparableHead", "TargetModel", "TargetSession", "context_window", "sliding_window"]
 
 
 def context_window(config: object) -> int | None:
@@ -40,6 +41,18 @@ def sliding_window(config: object) -> int | None:
     if layer_types is not None and not any("sliding" in str(t) for t in layer_types):
         return None
     return window if isinstance(window, int) and window > 0 else None
+
+
+@dataclass(frozen=True)
+class SeparableHead:
+    """The model split into its body (up to the final hidden states) and its LM head.
+
+    ``model(x).logits == head(body(x).last_hidden_state)`` was checked on this
+    model, so logits of single rows can be computed on demand.
+    """
+
+    body: torch.nn.Module
+    head: torch.nn.Module
 
 
 @dataclass
@@ -83,13 +96,31 @@ class TargetSession:
         self._layout = None
         prefix = prompt[:-1]
         if prefix.numel():
-            out = self.model(input_ids=prefix.to(self.device)[None], past_key_values=self.cache, use_cache=True)
+            # Prefill needs the cache, not logits: skip the LM head when the model allows it.
+            module = self.model if self.owner.head is None else self.owner.head.body
+            out = module(input_ids=prefix.to(self.device)[None], past_key_values=self.cache, use_cache=True)
             self.cache = out.past_key_values
             self.owner._check_cache(self.cache)
 
     @torch.inference_mode()
     def forward_tree(self, pending_token: int, tree: TokenTree) -> torch.Tensor:
         """Logits after the pending token and after every node: float [n + 1, V]."""
+        return self._forward(self.model, pending_token, tree).logits[0]
+
+    @torch.inference_mode()
+    def forward_tree_hidden(self, pending_token: int, tree: TokenTree) -> torch.Tensor:
+        """Like :meth:`forward_tree`, but the final hidden states [n + 1, H], before the LM head.
+
+        Only for models whose head was checked to be separable
+        (``TargetModel.head is not None``): greedy verification then computes
+        logits only for the rows its walk reaches (:meth:`TargetModel.row_logits`).
+        """
+        head = self.owner.head
+        if head is None:
+            raise RuntimeError(f"{type(self.model).__name__}'s LM head is not separable; use forward_tree")
+        return self._forward(head.body, pending_token, tree).last_hidden_state[0]
+
+    def _forward(self, module: torch.nn.Module, pending_token: int, tree: TokenTree) -> Any:
         cache_len = self.cache_len
         n = tree.size
         ids = torch.empty((1, n + 1), dtype=torch.long)
@@ -100,10 +131,10 @@ class TargetSession:
         if n == 0:
             # A plain step: the default causal mask is exactly right and cheaper.
             positions = torch.tensor([[cache_len]], device=self.device)
-            out = self.model(input_ids=ids, position_ids=positions, past_key_values=self.cache, use_cache=True)
+            out = module(input_ids=ids, position_ids=positions, past_key_values=self.cache, use_cache=True)
         else:
             mask, positions = tree_attention_inputs(tree, cache_len, self.dtype, self.device)
-            out = self.model(
+            out = module(
                 input_ids=ids,
                 attention_mask=mask,
                 position_ids=positions,
@@ -113,7 +144,7 @@ class TargetSession:
         self.cache = out.past_key_values
         self.owner._check_cache(self.cache)
         self._layout = _CacheLayout(cache_len, n)
-        return out.logits[0]
+        return out
 
     @torch.inference_mode()
     def commit(self, accepted_nodes: tuple[int, ...] | list[int]) -> None:
@@ -183,7 +214,9 @@ class TargetModel:
         weight = getattr(get_head(), "weight", None)
         self.vocab_size = int(weight.shape[0]) if weight is not None else int(config.vocab_size)
         self._session: TargetSession | None = None
+        self.head: SeparableHead | None = None  # the probes below run the whole model
         self._probe()
+        self.head = self._probe_separable_head()
 
     # -- checks -------------------------------------------------------------------------------
 
@@ -226,6 +259,41 @@ class TargetModel:
                 "draftkit needs a decoder-only model that accepts a 4-D attention mask, position_ids "
                 "and a DynamicCache"
             ) from exc
+
+    def _probe_separable_head(self) -> SeparableHead | None:
+        """The body/head split of the model, if its logits are exactly ``head(body(x))``.
+
+        Greedy verification needs the logits of the rows its walk reaches, on
+        average a few of a tree's dozens. Models whose forward does more than
+        apply the head to the final hidden states (logit soft-capping or
+        scaling, custom wrappers) fail this check and keep the whole-tree path.
+        """
+        body = getattr(self.model, "base_model", None)
+        head = self.model.get_output_embeddings()
+        if body is None or body is self.model or head is None:
+            return None
+        vocab = max(2, self.vocab_size)
+        ids = (torch.arange(3, 9) % vocab).to(self.device)[None]
+        try:
+            with torch.inference_mode():
+                full = self.model(input_ids=ids).logits[0]
+                hidden = getattr(body(input_ids=ids), "last_hidden_state", None)
+                if hidden is None or hidden.shape[:2] != ids.shape:
+                    return None
+                rows = torch.cat([head(hidden[0, i : i + 1]) for i in range(ids.shape[1])])
+        except Exception:  # an unusual body signature: keep the whole-tree path
+            return None
+        scale = float(full.abs().max()) + 1e-6
+        tolerance = {torch.float64: 1e-9, torch.float32: 1e-5}.get(self.dtype, 1e-2)
+        if rows.shape != full.shape or float((rows - full).abs().max()) > tolerance * scale:
+            return None
+        return SeparableHead(body, head)
+
+    def row_logits(self, hidden: torch.Tensor, row: int) -> torch.Tensor:
+        """Logits [V] of one row of :meth:`TargetSession.forward_tree_hidden`'s output."""
+        assert self.head is not None
+        with torch.inference_mode():
+            return self.head.head(hidden[row : row + 1])[0]
 
     def _check_cache(self, cache: object) -> None:
         from transformers.cache_utils import DynamicCache, DynamicLayer

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -9,7 +11,7 @@ from ..interfaces import LogitsProcessorFn
 from ..types import SamplingParams, SourceCapabilities, TokenTree, Verdict
 from .random import RandomStream
 
-__all__ = ["GreedyVerifier", "greedy_walk", "node_paths"]
+__all__ = ["GreedyVerifier", "greedy_walk", "greedy_walk_rows", "node_paths"]
 
 
 def node_paths(tree: TokenTree, sampling: SamplingParams) -> list[np.ndarray]:
@@ -31,6 +33,15 @@ def greedy_walk(tree: TokenTree, argmax: np.ndarray) -> Verdict:
     node. Siblings carry distinct tokens in a well-formed tree; if a builder emits
     duplicates the first one is taken, which is still exact.
     """
+    return greedy_walk_rows(tree, lambda row: int(argmax[row]))
+
+
+def greedy_walk_rows(tree: TokenTree, choice_at: Callable[[int], int]) -> Verdict:
+    """:func:`greedy_walk` asking ``choice_at(row)`` for the target's choice only where the walk goes.
+
+    Rows are 0 for the root and ``i + 1`` for node ``i``; the walk reads one row
+    per accepted token plus one, so a caller can compute logits lazily.
+    """
     accepted: list[int] = []
     row = 0  # logits row of the current position: 0 = root, i + 1 = node i
     current = -1
@@ -38,7 +49,7 @@ def greedy_walk(tree: TokenTree, argmax: np.ndarray) -> Verdict:
     for i, p in enumerate(tree.parents.tolist()):
         children_of.setdefault(p, []).append(i)
     while True:
-        want = int(argmax[row])
+        want = int(choice_at(row))
         nxt = -1
         for child in children_of.get(current, ()):
             if int(tree.tokens[child]) == want:
