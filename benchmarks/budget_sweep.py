@@ -33,7 +33,7 @@ from draftkit.plugins import default_registry
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="demo")
-    parser.add_argument("--sources", default="pld,aded")
+    parser.add_argument("--sources", default="pld,aded", help="comma-separated; 'pld+aded' is a composite")
     parser.add_argument("--budgets", default="2,4,8,16,32,64")
     parser.add_argument("--prompts", default="stdlib")
     parser.add_argument("--limit", type=int, default=10)
@@ -62,7 +62,8 @@ def main() -> int:
               + ", ".join(f"{k}: {v:.2f}x" for k, v in cost_note["verify_cost_ratio"].items()))
     registry = default_registry()
     corpus = {}
-    if {"aded", "rest"} & set(args.sources.split(",")):
+    names = {member for source in args.sources.split(",") for member in source.split("+")}
+    if {"aded", "rest"} & names:
         from draftkit.bench.corpus import corpus_sources_for
 
         corpus = corpus_sources_for(tokenizer, registry, model.config.vocab_size, log=lambda m: print(m, file=sys.stderr))
@@ -70,7 +71,8 @@ def main() -> int:
     budgets: list[int | str] = [int(b) for b in args.budgets.split(",")] + ["auto"]
     for name in args.sources.split(","):
         for budget in budgets:
-            source = corpus[name]() if name in corpus else name
+            members = [corpus[m]() if m in corpus else m for m in name.split("+")]  # "a+b": a composite
+            source = members[0] if len(members) == 1 else members
             decoder = SpeculativeDecoder(model, source=source, budget=budget, tokenizer=tokenizer, registry=registry)
             methods.append(DraftkitMethod(decoder, tokenizer, f"{name}@{budget}"))
     prompts = load_prompt_set(args.prompts, args.limit)

@@ -121,22 +121,26 @@ def test_cost_aware_budget_follows_the_cost_curve():
     for _ in range(30):
         flat.observe(chain, always_right, 64, 0.0)
         steep.observe(chain, always_right, 64, 0.0)
-    assert flat.choose() == 64
-    assert steep.choose() == 64  # perfect drafts pay for their cost...
+    assert flat.choose(64) == 64
+    assert steep.choose(64) == 64  # perfect drafts pay for their cost...
     never = Verdict((), 0)
     for _ in range(60):
         steep.observe(chain, never, 64, 0.0)
-    assert steep.choose() == 0  # ... useless ones do not: verify nothing
+    assert steep.choose(64) == 0  # ... useless ones do not: verify nothing
 
 
 def test_cost_aware_budget_explores_near_its_choice_and_sometimes_the_largest():
     grid = np.array([0, 1, 2, 4, 8, 16, 32, 64])
     policy = CostAwareBudget(grid, 0.01 * (1 + grid / 4), explore=4)
     policy._choice = 8
-    chosen = [policy.choose() for _ in range(32)]
+    policy._verified_count[:] = 1  # as if observed
+    policy._on_path[:] = np.where(np.arange(64) < 8, 0.9, 0.0)  # the best 8 nodes pay, no more
+    chosen = [policy.choose(40) for _ in range(32)]
     explored = chosen[3::4]
     assert explored == [16, 16, 16, 64, 16, 16, 16, 64]
     assert all(c == 8 for i, c in enumerate(chosen) if i % 4 != 3)
+    assert policy.choose(0) == 0  # nothing drafted: nothing to verify
+    assert policy.choose(5) == 5  # a small draft: verify all of it rather than a grid budget
 
 
 def test_measured_verify_costs_never_fall_with_size():
@@ -146,3 +150,21 @@ def test_measured_verify_costs_never_fall_with_size():
     target = TargetModel(cached_model("llama"))
     costs = measure_verify_costs(target, [0, 1, 4, 16], prefix_len=16, repeats=2)
     assert costs.shape == (4,) and np.all(costs > 0) and np.all(np.diff(costs) >= 0)
+
+
+def test_cost_aware_budget_is_not_misled_by_small_poor_drafts():
+    """Big drafts whose first 12 nodes are right, alternating with small drafts that are all wrong.
+
+    The right budget for a big draft is about 12. An estimator that learnt big budgets only from
+    steps whose whole draft fitted (the small, poor ones) would never leave small budgets.
+    """
+    grid = np.array([0, 1, 2, 4, 8, 12, 16, 24, 32, 48, 64])
+    policy = CostAwareBudget(grid, 0.01 * (1 + grid / 16), explore=16)
+    for step in range(200):
+        drafted = 64 if step % 2 == 0 else 4
+        k = min(policy.choose(drafted), drafted)
+        tree = TokenTree.from_parents(np.arange(k), np.arange(-1, k - 1))
+        right = min(12, k) if drafted == 64 else 0
+        policy.observe(tree, Verdict(tuple(range(right)), 0), drafted, 0.0)
+    assert policy.choose(64) in (12, 16)
+    assert policy.choose(4) == 4  # cheap enough to verify a small draft whole

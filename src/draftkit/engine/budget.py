@@ -37,8 +37,8 @@ __all__ = [
 class BudgetPolicy(Protocol):
     max_budget: int
 
-    def choose(self) -> int:
-        """Budget for the next step (0 <= budget <= max_budget)."""
+    def choose(self, drafted: int) -> int:
+        """Budget for this step (0 <= budget <= max_budget), given a draft tree of ``drafted`` nodes."""
         ...
 
     def observe(self, tree: TokenTree, verdict: Verdict, drafted: int, overhead: float) -> None:
@@ -61,10 +61,10 @@ def node_ranks(tree: TokenTree) -> np.ndarray:
     ranks = np.empty(n, dtype=np.int64)
     ranks[order] = np.arange(n)
     # Guarantee ancestor closure even for odd scores: a node ranks after its parent.
-    for i in range(n):
-        p = tree.parents[i]
-        if p >= 0 and ranks[i] < ranks[p]:
-            return np.arange(n)
+    parents = tree.parents
+    has_parent = parents >= 0
+    if np.any(ranks[has_parent] < ranks[parents[has_parent]]):
+        return np.arange(n)
     return ranks
 
 
@@ -86,7 +86,7 @@ def prune_tree(tree: TokenTree, budget: int) -> TokenTree:
 class FixedBudget:
     max_budget: int
 
-    def choose(self) -> int:
+    def choose(self, drafted: int) -> int:
         return self.max_budget
 
     def observe(self, tree: TokenTree, verdict: Verdict, drafted: int, overhead: float) -> None:
@@ -100,13 +100,15 @@ _TYPICAL_WALK_ROWS = 4
 def measure_verify_costs(
     target: object, sizes: list[int], prefix_len: int = 128, repeats: int = 5
 ) -> np.ndarray:
-    """Median seconds of a verify forward with ``k`` tree nodes, for each ``k`` in ``sizes``.
+    """Seconds of a verify forward with ``k`` tree nodes, for each ``k`` in ``sizes``.
 
     Uses a chain tree after a synthetic prefix, on the target's real cache
     path. The sizes are timed in interleaved rounds (all sizes once, then
-    again), so a burst of load from another process slows every size alike
-    instead of inflating a few; the medians are then made non-decreasing,
-    since verifying more nodes never costs less. With a separable LM head the
+    again), and each size keeps its fastest round: on a shared machine a
+    forward pass can only be slowed down by other work, never sped up, so the
+    minimum is the stable estimate (a median of a few rounds still let one
+    disturbed size distort the whole curve). The curve is then made
+    non-decreasing from the right, since verifying more nodes never costs less. With a separable LM head the
     forward is timed the way greedy verification runs it (hidden states for the
     whole tree, logits for a typical walk's rows).
     """
@@ -132,7 +134,11 @@ def measure_verify_costs(
                 session.cache.crop(-1)  # undo the committed pending token
     finally:
         session.end()
-    return np.maximum.accumulate(np.median(times[1:], axis=0))
+    # Interference from other processes only ever adds time: the fastest run of each size is the
+    # best estimate of its cost, and a size that still looks dearer than a bigger one was disturbed
+    # in every round, so it takes the bigger one's cost (a suffix minimum, never a raise).
+    fastest = times[1:].min(axis=0)
+    return np.minimum.accumulate(fastest[::-1])[::-1]
 
 
 @dataclass
@@ -144,15 +150,24 @@ class CostAwareBudget:
     is verified to keep the statistics of bigger trees fresh: usually the next
     grid budget at least twice the current choice (cheap, and where a better
     choice most likely is), every fourth time the largest one.
+
+    Acceptance is estimated per node *rank* (0 = the node a builder keeps
+    first). Ranks respect ancestry, so the tokens budget ``k`` accepts are the
+    accepted-path nodes of rank < k, and their expectation is the sum over
+    ranks r < k of P(rank r is on the accepted path). Each step the policy knows
+    how many nodes the current draft has, so it only weighs budgets up to that
+    size; P(rank r on the path) is learnt on the steps that verified rank r,
+    which the policy decided from earlier steps alone, so the estimate is not
+    biased by what the current draft looks like.
     """
 
     grid: np.ndarray
     costs: np.ndarray
-    decay: float = 0.9
+    decay: float = 0.95
     explore: int = 16
     max_budget: int = field(init=False)
-    _accepted: np.ndarray = field(init=False, repr=False)  # EMA of accepted tokens per grid budget
-    _seen: np.ndarray = field(init=False, repr=False)
+    _on_path: np.ndarray = field(init=False, repr=False)  # moving average of P(rank r accepted)
+    _verified_count: np.ndarray = field(init=False, repr=False)  # steps that verified rank r
     _step: int = field(default=0, init=False, repr=False)
     _choice: int = field(default=0, init=False, repr=False)
     _overhead: float | None = field(default=None, init=False, repr=False)
@@ -161,10 +176,12 @@ class CostAwareBudget:
         self.grid = np.asarray(self.grid, dtype=np.int64)
         self.costs = np.asarray(self.costs, dtype=float)
         self.max_budget = int(self.grid.max())
-        # Optimistic start: assume every verified node would be accepted half the time.
-        self._accepted = 0.5 * np.log2(1 + self.grid.astype(float))
-        self._seen = np.zeros(self.grid.size)
-        self._choice = int(self.grid[np.argmax((1 + self._accepted) / self.costs)])
+        ranks = np.arange(self.max_budget, dtype=float)
+        # Prior (worth one observation): the r-th node is accepted with chance ~0.7 / (r + 1).
+        self._on_path = np.minimum(1.0, 0.72 / (ranks + 1.0))
+        self._verified_count = np.zeros(self.max_budget)
+        # Until something is observed, verify the largest budget: one big step informs every smaller one.
+        self._choice = self.max_budget
 
     @classmethod
     def calibrate(cls, target: object, max_budget: int = 64) -> CostAwareBudget:
@@ -176,37 +193,45 @@ class CostAwareBudget:
             grid.append(max_budget)
         return cls(np.asarray(grid), measure_verify_costs(target, grid))
 
-    def expected_rate(self) -> np.ndarray:
-        """Expected emitted tokens per second for every grid budget (verify cost + step overhead)."""
-        return (1.0 + self._accepted) / (self.costs + (self._overhead or 0.0))
+    def expected_accepted(self, budgets: np.ndarray | None = None) -> np.ndarray:
+        """Expected accepted draft tokens per step with each budget (default: the grid), given a draft that big."""
+        budgets = self.grid if budgets is None else np.asarray(budgets, dtype=np.int64)
+        cumulative = np.concatenate([[0.0], np.cumsum(self._on_path)])
+        return cumulative[np.minimum(budgets, self.max_budget)]
 
-    def choose(self) -> int:
+    def expected_rate(self, budgets: np.ndarray | None = None) -> np.ndarray:
+        """Expected emitted tokens per second with each budget (verify cost + step overhead)."""
+        budgets = self.grid if budgets is None else np.asarray(budgets, dtype=np.int64)
+        costs = np.interp(budgets, self.grid, self.costs)
+        return (1.0 + self.expected_accepted(budgets)) / (costs + (self._overhead or 0.0))
+
+    def choose(self, drafted: int) -> int:
         self._step += 1
+        if drafted <= 0:
+            return 0
         if self.explore and self._step % self.explore == 0:
             if (self._step // self.explore) % 4 == 0:
                 return self.max_budget
             bigger = self.grid[self.grid >= max(1, 2 * self._choice)]
             return int(bigger[0]) if bigger.size else self.max_budget
+        if not self._verified_count.any():
+            return self.max_budget
+        size = min(drafted, self.max_budget)
+        candidates = np.append(self.grid[self.grid < size], size)
+        self._choice = int(candidates[np.argmax(self.expected_rate(candidates))])
         return self._choice
 
     def observe(self, tree: TokenTree, verdict: Verdict, drafted: int, overhead: float) -> None:
-        self._overhead = (
-            overhead
-            if self._overhead is None
-            else (self.decay * self._overhead + (1 - self.decay) * overhead)
-        )
-        verified = tree.size
-        if drafted == 0:
+        d = self.decay
+        self._overhead = overhead if self._overhead is None else d * self._overhead + (1 - d) * overhead
+        verified = min(tree.size, self.max_budget)
+        if not verified:
             return
-        whole = verified >= drafted  # the whole draft was verified: every budget is observable
-        ranks = node_ranks(tree)
-        path_ranks = ranks[list(verdict.accepted_nodes)] if verdict.accepted_nodes else np.empty(0, np.int64)
-        for i, k in enumerate(self.grid):
-            if k > verified and not whole:
-                continue  # a budget this big could have verified nodes we never looked at
-            # Accepted length had only the best k nodes been verified: the path prefix of rank < k.
-            inside = path_ranks < k
-            acc = int(inside.size) if inside.all() else int(np.argmin(inside))
-            self._accepted[i] = self.decay * self._accepted[i] + (1 - self.decay) * acc
-            self._seen[i] += 1
-        self._choice = int(self.grid[np.argmax(self.expected_rate())])
+        on_path = np.zeros(verified)
+        if verdict.accepted_nodes:
+            path_ranks = node_ranks(tree)[list(verdict.accepted_nodes)]
+            on_path[path_ranks[path_ranks < verified]] = 1.0
+        # Plain means while a rank has few observations (the prior counts as one), then moving averages.
+        self._verified_count[:verified] += 1
+        weights = np.maximum(1 - d, 1.0 / (self._verified_count[:verified] + 1))
+        self._on_path[:verified] += weights * (on_path - self._on_path[:verified])

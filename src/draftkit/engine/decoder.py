@@ -246,7 +246,7 @@ class SpeculativeDecoder(DecoderAPI):
                 stats.time_draft += t1 - t0
                 tree = self._build_tree(draft, depth_limit, sampling.do_sample)
                 drafted = tree.size
-                chosen = self.budget_policy.choose()
+                chosen = self.budget_policy.choose(drafted)
                 if chosen < tree.size and self.source.capabilities.draft_kind is DraftKind.DETERMINISTIC:
                     tree = prune_tree(tree, chosen)
                 t2 = time.perf_counter()
