@@ -50,3 +50,32 @@ def test_every_hook_is_documented():
         if name.startswith("draftkit_"):
             assert getattr(hookspecs, name).__doc__, f"hook {name} has no docstring"
             assert name in text, f"hook {name} is not explained in docs/plugin-guide.md"
+
+
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.mark.parametrize(
+    "script, args",
+    [
+        ("compose_decoder.py", []),
+        ("custom_source.py", []),
+        ("bench_own_model.py", ["{demo}", "--methods", "plain,pld", "--limit", "2", "--max-new-tokens", "16",
+                                "--out", "{out}"]),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_examples_run(script, args, tmp_path):
+    """The scripts in examples/ run as documented (on the shipped demo model, shortened)."""
+    import subprocess
+    import sys
+
+    if not (ROOT / "src/draftkit/demo/models/target/config.json").exists():
+        pytest.skip("the examples use the shipped demo model, which is not trained into this checkout")
+    from draftkit.demo import demo_model_path
+
+    argv = [a.format(demo=demo_model_path(), out=tmp_path / "out") for a in args]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(EXAMPLES / script), *argv], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{script} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
