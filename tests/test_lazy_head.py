@@ -46,15 +46,37 @@ def test_greedy_steps_compute_only_the_walked_rows(arch):
     assert out.stats.drafted > out.stats.emitted
 
 
-def test_sampling_and_node_logit_sources_keep_whole_tree_logits():
+@pytest.mark.parametrize("repetition_penalty", [1.0, 1.3])
+def test_seeded_sampling_walks_lazy_rows_and_matches_plain_sampling(repetition_penalty):
     model = tiny_model("llama")
+    prompt = [1, 2, 3, 1, 2, 3, 1, 2]
+    options = dict(do_sample=True, seed=3, temperature=0.7, top_p=0.9, repetition_penalty=repetition_penalty)
+    plain = draftkit.PlainDecoder(model).generate([prompt], max_new_tokens=24, **options)
     decoder = draftkit.SpeculativeDecoder(model, source="pld", budget=8)
     rows, handle = _count_head_rows(model)
     try:
-        out = decoder.generate([[1, 2, 3, 1, 2, 3, 1, 2]], max_new_tokens=16, do_sample=True, seed=0)
+        out = decoder.generate([prompt], max_new_tokens=24, **options)
     finally:
         handle.remove()
-    assert sum(rows) >= out.stats.drafted + out.stats.steps  # every row of every verified tree
+    assert out.sequences.tolist() == plain.sequences.tolist()
+    assert sum(rows) == out.stats.emitted  # one row per emitted token, not per tree node
+
+
+def test_sources_reading_node_logits_keep_whole_tree_logits():
+    from draftkit.testing.sources import ScriptedSource
+    from draftkit.types import Draft, SourceCapabilities
+
+    source = ScriptedSource(lambda request: Draft.chain([1, 2, 3]))
+    source.capabilities = SourceCapabilities(wants_node_logits=True)
+    model = tiny_model("llama")
+    decoder = draftkit.SpeculativeDecoder(model, source=source, budget=8)
+    rows, handle = _count_head_rows(model)
+    try:
+        out = decoder.generate([[4, 5, 6]], max_new_tokens=12)
+    finally:
+        handle.remove()
+    assert sum(rows) == out.stats.drafted + out.stats.steps  # every row of every verified tree
+    assert all(f.node_logits is not None for f in source.feedback[:-1])
 
 
 def test_a_model_with_extra_logit_processing_falls_back_and_stays_exact():

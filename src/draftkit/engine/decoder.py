@@ -37,6 +37,7 @@ from ..types import (
 )
 from ..verify.greedy import GreedyVerifier, greedy_walk_rows
 from ..verify.speculative import check_stochastic_draft
+from ..verify.walk import SampleWalkVerifier
 from .budget import BudgetPolicy, CostAwareBudget, FixedBudget, prune_tree
 from .request import RequestPlan, plan_request
 from .stream import DecoderAPI
@@ -191,12 +192,15 @@ class SpeculativeDecoder(DecoderAPI):
         self.source.begin(prompt.numpy().copy())
         stats.time_prefill = time.perf_counter() - t0
         want_logits = self.source.capabilities.wants_node_logits
+        # With a separable LM head, built-in verifiers that read the tree row by row along their
+        # walk get logits computed for those rows only.
         lazy_rows = (
             self.target.head is not None
-            and type(verifier) is GreedyVerifier
-            and not sampling.do_sample
-            and not sampling.uses_context_processors
             and not want_logits
+            and (
+                type(verifier) is SampleWalkVerifier
+                or (type(verifier) is GreedyVerifier and not sampling.uses_context_processors)
+            )
         )
         history = np.empty(len(sequence) + max_new_tokens + 1, dtype=np.int64)
         history[: len(sequence)] = sequence
@@ -252,11 +256,14 @@ class SpeculativeDecoder(DecoderAPI):
                 t2 = time.perf_counter()
                 logits: torch.Tensor | None = None
                 if lazy_rows:
-                    # Greedy with a separable head: logits only for the rows the walk reaches.
-                    hidden = target.forward_tree_hidden(sequence[-1], tree)
-                    verdict = greedy_walk_rows(
-                        tree, lambda row, hidden=hidden: int(torch.argmax(self.target.row_logits(hidden, row)))
-                    )
+                    rows = self.target.lazy_logits(target.forward_tree_hidden(sequence[-1], tree))
+                    if type(verifier) is GreedyVerifier:
+                        verdict = greedy_walk_rows(
+                            tree, lambda row, rows=rows: int(torch.argmax(rows[row : row + 1][0]))
+                        )
+                    else:
+                        process = LogitsPipeline(sampling, context)
+                        verdict = verifier.verify(tree, rows, sampling, process, random, new_so_far)
                     t3 = time.perf_counter()
                 else:
                     logits = target.forward_tree(sequence[-1], tree)

@@ -20,7 +20,7 @@ from ..errors import PromptTooLongError, UnsupportedModelError
 from ..trees.masks import tree_attention_inputs
 from ..types import TokenTree
 
-__all__ = ["SeparableHead", "TargetModel", "TargetSession", "context_window", "sliding_window"]
+__all__ = ["LazyLogits", "SeparableHead", "TargetModel", "TargetSession", "context_window", "sliding_window"]
 
 
 def context_window(config: object) -> int | None:
@@ -53,6 +53,29 @@ class SeparableHead:
 
     body: torch.nn.Module
     head: torch.nn.Module
+
+
+class LazyLogits:
+    """Logits rows [n + 1, V] computed on demand from final hidden states.
+
+    Supports what row-by-row verifiers use: ``shape`` and slicing rows
+    (``logits[i : i + 1]``). Each slice applies the LM head to those rows only,
+    the same one-row product plain decoding computes.
+    """
+
+    def __init__(self, head: torch.nn.Module, hidden: torch.Tensor, vocab_size: int) -> None:
+        self._head = head
+        self._hidden = hidden
+        self.shape = torch.Size((hidden.shape[0], vocab_size))
+
+    def __getitem__(self, rows: slice) -> torch.Tensor:
+        if not isinstance(rows, slice):
+            raise TypeError("LazyLogits supports row slices only, e.g. logits[i : i + 1]")
+        with torch.inference_mode():
+            return self._head(self._hidden[rows])
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
 
 
 @dataclass
@@ -291,9 +314,12 @@ class TargetModel:
 
     def row_logits(self, hidden: torch.Tensor, row: int) -> torch.Tensor:
         """Logits [V] of one row of :meth:`TargetSession.forward_tree_hidden`'s output."""
+        return self.lazy_logits(hidden)[row : row + 1][0]
+
+    def lazy_logits(self, hidden: torch.Tensor) -> LazyLogits:
+        """The logits of :meth:`TargetSession.forward_tree_hidden`'s rows, computed when sliced."""
         assert self.head is not None
-        with torch.inference_mode():
-            return self.head.head(hidden[row : row + 1])[0]
+        return LazyLogits(self.head.head, hidden, self.vocab_size)
 
     def _check_cache(self, cache: object) -> None:
         from transformers.cache_utils import DynamicCache, DynamicLayer
