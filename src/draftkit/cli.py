@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import DraftkitError
+from .errors import DraftkitError, InvalidInputError
 
 __all__ = ["main", "build_parser", "load_model_and_tokenizer", "resolve_model_path"]
 
@@ -84,6 +84,29 @@ def _parse_options(pairs: Sequence[str]) -> dict[str, Any]:
     return options
 
 
+def _source_spec(spec: str, options: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
+    """``--source`` and its options as decoder arguments; ``a+b`` is a composite of sources a and b.
+
+    A composite's options name their member: ``--source-option aded.path=m.aded``.
+    """
+    names = spec.split("+")
+    if len(names) == 1:
+        return spec, options or None
+    from .plugins import default_registry
+
+    per_member: dict[str, dict[str, Any]] = {name: {} for name in names}
+    for key, value in options.items():
+        member, dot, option = key.partition(".")
+        if not dot or member not in per_member:
+            raise InvalidInputError(
+                f"with the composite source {spec!r}, prefix each option with its member, "
+                f"e.g. {names[0]}.{key}={value}"
+            )
+        per_member[member][option] = value
+    registry = default_registry()
+    return [registry.source(name, **per_member[name]) if per_member[name] else name for name in names], None
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
@@ -95,13 +118,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     input_ids = tokenizer(prompt, return_tensors="pt").input_ids
     if input_ids.numel() == 0 and tokenizer.bos_token_id is not None:
         input_ids = torch.tensor([[tokenizer.bos_token_id]])
+    source, source_options = _source_spec(args.source, _parse_options(args.source_option))
     decoder = SpeculativeDecoder(
         model,
-        source=args.source,
+        source=source,
         tree=args.tree,
         budget=args.budget,
         tokenizer=tokenizer,
-        source_options=_parse_options(args.source_option) or None,
+        source_options=source_options,
     )
     sampling = {}
     if args.temperature is not None or args.top_p is not None or args.top_k is not None:
@@ -283,9 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("prompt", help="prompt text, or - to read it from stdin")
     gen.add_argument("--model", default="demo", help="model folder, or 'demo' for the shipped demo model")
-    gen.add_argument("--source", default="pld", help="draft source name (see `draftkit plugins`)")
+    gen.add_argument("--source", default="pld",
+                     help="draft source name (see `draftkit plugins`); a+b merges sources a and b")
     gen.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
-                     help="option passed to the source factory (repeatable), e.g. path=matrix.aded")
+                     help="option passed to the source factory (repeatable), e.g. path=matrix.aded; "
+                     "with a+b, name the member: aded.path=matrix.aded")
     gen.add_argument("--tree", default="trie", help="tree builder: trie or chain")
     gen.add_argument("--budget", type=_budget, default="auto",
                      help="draft nodes verified per step: an integer, or 'auto' to pick per step from the "
