@@ -108,9 +108,10 @@ def measure_verify_costs(
     forward pass can only be slowed down by other work, never sped up, so the
     minimum is the stable estimate (a median of a few rounds still let one
     disturbed size distort the whole curve). The curve is then made
-    non-decreasing from the right, since verifying more nodes never costs less. With a separable LM head the
-    forward is timed the way greedy verification runs it (hidden states for the
-    whole tree, logits for a typical walk's rows).
+    non-decreasing from the right, since verifying more nodes never costs
+    less. With a separable LM head the forward is timed the way greedy
+    verification runs it (hidden states for the whole tree, logits for a
+    typical walk's rows).
     """
     window = getattr(target, "context_window", None) or 4096
     prefix_len = max(2, min(prefix_len, window - max(sizes) - 2))
@@ -156,9 +157,11 @@ class CostAwareBudget:
     accepted-path nodes of rank < k, and their expectation is the sum over
     ranks r < k of P(rank r is on the accepted path). Each step the policy knows
     how many nodes the current draft has, so it only weighs budgets up to that
-    size; P(rank r on the path) is learnt on the steps that verified rank r,
-    which the policy decided from earlier steps alone, so the estimate is not
-    biased by what the current draft looks like.
+    size. P(rank r on the path) is learnt on the steps that verified rank r;
+    whether a step verifies it depends on earlier steps and on the current
+    draft's size, never on whether its nodes are right, so the estimate is not
+    skewed the way it would be if big budgets were learnt only from steps
+    whose whole draft fitted a small budget (small drafts are the poor ones).
     """
 
     grid: np.ndarray
