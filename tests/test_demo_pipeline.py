@@ -254,6 +254,7 @@ def test_continued_training_starts_from_the_saved_weights(tmp_path: Path) -> Non
     assert result["init_tokens_seen"] == first["target"]["tokens_seen"]
     history = json.loads((more.models_dir / "target" / "training.json").read_text())
     assert history["tokens_seen"] == result["tokens_seen"]
+    assert history["commands"] == [base.command, more.command]  # the card reproduces every run
     assert "continued from" in (more.models_dir / "target" / "README.md").read_text()
     AutoModelForCausalLM.from_pretrained(more.models_dir / "target")
 

@@ -839,7 +839,7 @@ The standard library is distributed under the Python Software Foundation License
 
 ## Training
 
-AdamW (betas {spec.betas[0]}, {spec.betas[1]}; weight decay {spec.weight_decay} on matrices),
+{"In the last run: " if state.init_from else ""}AdamW (betas {spec.betas[0]}, {spec.betas[1]}; weight decay {spec.weight_decay} on matrices),
 peak learning rate {spec.peak_lr:g} with {spec.warmup_steps} warmup steps and cosine decay to
 {spec.min_lr_ratio:g} x peak at the last planned step, gradient clipping at {spec.grad_clip:g},
 bf16 autocast on {threads} CPU thread(s){compiled_note}, batches of {spec.batch_size} random {spec.seq_len}-token windows
@@ -892,6 +892,7 @@ def _finalize_model(
     bpc = total / data.meta["heldout_chars"] / math.log(2)
     result = {
         "kind": kind,
+        "commands": commands,
         "parameters": count_parameters(model),
         "heldout_loss": loss,
         "heldout_predicted_tokens": count,
@@ -953,6 +954,14 @@ def _install(work_dir: Path, models_dir: Path, kinds: tuple[str, ...], log: Log)
             path.chmod(0o644)  # safetensors writes 0600; installed files must be world-readable
         size = sum(p.stat().st_size for p in dst.iterdir())
         log(f"installed {kind} model in {dst} ({size / 1e6:.1f} MB)")
+
+
+def _earlier_commands(folder: Path | None) -> list[str]:
+    """The commands that made the model a continued run starts from (its ``training.json``)."""
+    if folder is None or not (folder / "training.json").is_file():
+        return []
+    history = json.loads((folder / "training.json").read_text(encoding="utf-8"))
+    return list(history.get("commands", []))
 
 
 def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, dict[str, Any]]:
@@ -1027,7 +1036,8 @@ def run_pipeline(cfg: PipelineConfig, log: Log = print) -> dict[str, dict[str, A
         )
         if kind == cfg.target.name:
             target_elapsed = state.elapsed_seconds
-        results[kind] = _finalize_model(kind, spec, model, state, data, cfg, run["commands"], log)
+        commands = _earlier_commands(cfg.init_from / kind if cfg.init_from else None) + run["commands"]
+        results[kind] = _finalize_model(kind, spec, model, state, data, cfg, commands, log)
         del model
 
     _install(cfg.work_dir, cfg.models_dir, tuple(spec.name for spec in specs), log)
