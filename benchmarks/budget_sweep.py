@@ -38,6 +38,7 @@ def main() -> int:
     parser.add_argument("--prompts", default="stdlib")
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=1, help="runs per prompt and method; the median counts")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="bench-budget")
     parser.add_argument("--cost-shadow", action="store_true",
@@ -76,7 +77,7 @@ def main() -> int:
             decoder = SpeculativeDecoder(model, source=source, budget=budget, tokenizer=tokenizer, registry=registry)
             methods.append(DraftkitMethod(decoder, tokenizer, f"{name}@{budget}"))
     prompts = load_prompt_set(args.prompts, args.limit)
-    config = BenchConfig(settings=GenSettings(max_new_tokens=args.max_new_tokens))
+    config = BenchConfig(settings=GenSettings(max_new_tokens=args.max_new_tokens), repeats=args.repeats)
     result = run_benchmark(methods, prompts, lambda t: tokenizer(t, return_tensors="pt").input_ids, config)
     print(format_table(result))
     summary = {}

@@ -28,6 +28,7 @@ def main() -> int:
     parser.add_argument("--prompts", default="stdlib")
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=1, help="runs per prompt and method; the median counts")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="bench-composite")
     args = parser.parse_args()
@@ -46,7 +47,7 @@ def main() -> int:
     composite = SpeculativeDecoder(model, source=[make(n) for n in members], tokenizer=tokenizer)
     methods.append(DraftkitMethod(composite, tokenizer, "+".join(members)))
     prompts = load_prompt_set(args.prompts, args.limit)
-    config = BenchConfig(settings=GenSettings(max_new_tokens=args.max_new_tokens))
+    config = BenchConfig(settings=GenSettings(max_new_tokens=args.max_new_tokens), repeats=args.repeats)
     result = run_benchmark(methods, prompts, lambda t: tokenizer(t, return_tensors="pt").input_ids, config,
                            progress=False)
     print(format_table(result))
