@@ -35,7 +35,7 @@ from ..types import (
     TokenTree,
     Verdict,
 )
-from ..verify.greedy import GreedyVerifier, greedy_walk_rows
+from ..verify.greedy import GreedyVerifier
 from ..verify.speculative import check_stochastic_draft
 from ..verify.walk import SampleWalkVerifier
 from .budget import BudgetPolicy, CostAwareBudget, FixedBudget, prune_tree
@@ -254,22 +254,15 @@ class SpeculativeDecoder(DecoderAPI):
                 if chosen < tree.size and self.source.capabilities.draft_kind is DraftKind.DETERMINISTIC:
                     tree = prune_tree(tree, chosen)
                 t2 = time.perf_counter()
-                logits: torch.Tensor | None = None
                 if lazy_rows:
-                    rows = self.target.lazy_logits(target.forward_tree_hidden(sequence[-1], tree))
-                    if type(verifier) is GreedyVerifier:
-                        verdict = greedy_walk_rows(
-                            tree, lambda row, rows=rows: int(torch.argmax(rows[row : row + 1][0]))
-                        )
-                    else:
-                        process = LogitsPipeline(sampling, context)
-                        verdict = verifier.verify(tree, rows, sampling, process, random, new_so_far)
-                    t3 = time.perf_counter()
+                    logits = self.target.lazy_logits(target.forward_tree_hidden(sequence[-1], tree))
                 else:
                     logits = target.forward_tree(sequence[-1], tree)
+                t3 = time.perf_counter()
+                process = LogitsPipeline(sampling, context)
+                verdict = verifier.verify(tree, logits, sampling, process, random, new_so_far)
+                if lazy_rows:  # the walk ran the LM head on its rows: that is verify time too
                     t3 = time.perf_counter()
-                    process = LogitsPipeline(sampling, context)
-                    verdict = verifier.verify(tree, logits, sampling, process, random, new_so_far)
                 stats.time_verify += t3 - t2
                 self._check_verdict(verdict, tree, verifier, vocab)
                 emitted = verdict.emitted_tokens(tree)

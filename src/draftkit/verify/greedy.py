@@ -84,6 +84,10 @@ class GreedyVerifier:
         random: RandomStream | None,
         position: int,
     ) -> Verdict:
+        if not isinstance(logits, torch.Tensor):
+            # Rows computed on demand (the engine's LazyLogits): read only the rows the walk reaches.
+            # The engine passes them only when no processor depends on the path.
+            return greedy_walk_rows(tree, lambda row: int(torch.argmax(logits[row : row + 1][0])))
         if sampling.uses_context_processors:
             scores = process(logits, node_paths(tree, sampling))
         else:
