@@ -64,3 +64,44 @@ def test_loop_detector():
     assert ends_in_loop(list(range(50)) + [7] * 24)
     assert not ends_in_loop(list(range(60)))
     assert not ends_in_loop([1, 2] * 5)  # too short to call a loop
+
+
+def test_peer_stop_strings_are_found_inside_a_block():
+    """HF checks stop strings at the end of a block only; the bench's peers check every token."""
+    import torch
+    from transformers import StopStringCriteria
+
+    from draftkit.bench.methods import _block_stop_criterion, _truncate_at_stop
+
+    tok = char_tokenizer()
+    prompt = tok("def f():\n", return_tensors="pt").input_ids[0].tolist()
+    block = tok("  pass\ndef g", return_tensors="pt").input_ids[0].tolist()  # "\ndef" completes mid-block
+    seq = torch.tensor([prompt + block])
+    assert not StopStringCriteria(tok, ["\ndef"])(seq, None).item()  # HF: only the tail is checked
+    assert _block_stop_criterion(tok, ["\ndef"], len(prompt))(seq, None).item()
+    kept = _truncate_at_stop(prompt + block, len(prompt), tok, ["\ndef"], set())
+    assert tok.decode(kept) == "  pass\ndef"
+    assert _truncate_at_stop(prompt + block, len(prompt), tok, [], {block[2]}) == block[:3]
+
+
+@pytest.mark.parametrize("method", ["hf-pld", "hf-assisted"])
+def test_block_peers_stop_where_plain_decoding_stops(model_dir, method):
+    """Float64 model (no near-ties): with stop strings, HF's block methods give plain decoding's tokens."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from draftkit.bench.methods import GenSettings, HFMethod, PlainMethod
+    from draftkit.engine import PlainDecoder
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float64)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    ids = tok("ab ab ab ab ab ab", return_tensors="pt").input_ids
+    free = PlainMethod(PlainDecoder(model, tokenizer=tok), tok).run(ids, GenSettings(max_new_tokens=24))
+    text = tok.decode(free.new_tokens)
+    stop = text[6:8]  # a string plain decoding completes after a few tokens
+    settings = GenSettings(max_new_tokens=24, stop_strings=(stop,))
+    plain = PlainMethod(PlainDecoder(model, tokenizer=tok), tok).run(ids, settings)
+    extra = {"prompt_lookup_num_tokens": 4} if method == "hf-pld" else {"assistant_model": model}
+    peer = HFMethod(model, tok, method, extra).run(ids, settings)
+    assert len(plain.new_tokens) < len(free.new_tokens)
+    assert peer.new_tokens == plain.new_tokens

@@ -8,6 +8,7 @@ many target steps were needed.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -101,9 +102,57 @@ class DraftkitMethod:
         return _from_output(out, input_ids.shape[1], time.perf_counter() - t0)
 
 
+def _block_stop_criterion(tokenizer: Any, stop_strings: Sequence[str], prompt_len: int) -> Any:
+    """A stopping criterion that finds a stop string completed anywhere in a block.
+
+    HF's own ``StopStringCriteria`` only looks at the end of the sequence. Prompt
+    lookup and assisted generation append several tokens per step, so a stop
+    string completed inside a block goes unnoticed and generation runs on into
+    other text. This criterion checks every token added since its last call with
+    draftkit's matcher (HF's semantics); :func:`_truncate_at_stop` then cuts the
+    output after the completing token, so the peer is compared on the same text.
+    """
+    from transformers import StoppingCriteria
+
+    from ..engine.stopping import StopStringMatcher
+
+    matcher = StopStringMatcher(tokenizer, stop_strings)
+
+    class BlockStopStrings(StoppingCriteria):
+        def __init__(self) -> None:
+            self.checked = prompt_len
+
+        def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+            seq = input_ids[0].tolist()
+            done = any(matcher.completes_at(seq[: i + 1]) for i in range(self.checked, len(seq)))
+            self.checked = len(seq)
+            return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+    return BlockStopStrings()
+
+
+def _truncate_at_stop(sequence: list[int], prompt_len: int, tokenizer: Any, stop_strings: Sequence[str],
+                      stop_ids: set[int]) -> list[int]:
+    """The new tokens up to and including the first stop token or completed stop string."""
+    from ..engine.stopping import StopStringMatcher
+
+    matcher = StopStringMatcher(tokenizer, stop_strings) if stop_strings else None
+    for i in range(prompt_len, len(sequence)):
+        if sequence[i] in stop_ids or (matcher is not None and matcher.completes_at(sequence[: i + 1])):
+            return sequence[prompt_len: i + 1]
+    return sequence[prompt_len:]
+
+
 @dataclass
 class HFMethod:
-    """Hugging Face ``model.generate`` with extra arguments (prompt lookup, assistant model)."""
+    """Hugging Face ``model.generate`` with extra arguments (prompt lookup, assistant model).
+
+    Methods that emit several tokens per step (``extra`` set) get stop strings
+    checked over every emitted block and their output cut at the first stop, EOS
+    included: HF checks both only at the end of a block (see
+    :func:`_block_stop_criterion`). Plain ``generate`` keeps HF's own criterion,
+    which is exact one token at a time.
+    """
 
     model: Any
     tokenizer: Any
@@ -112,6 +161,7 @@ class HFMethod:
     kind: str = "peer"
 
     def run(self, input_ids: torch.Tensor, settings: GenSettings) -> RunResult:
+        prompt_len = input_ids.shape[1]
         kwargs: dict[str, Any] = dict(
             max_new_tokens=settings.max_new_tokens,
             attention_mask=torch.ones_like(input_ids),
@@ -119,13 +169,14 @@ class HFMethod:
             else self.tokenizer.eos_token_id,
             **self.extra,
         )
-        if settings.stop_strings and "assistant_model" in self.extra:
-            # HF forwards `stop_strings` to the assistant's own generate() without the
-            # tokenizer and fails; the same criterion given as an object stays with the target.
-            from transformers import StoppingCriteriaList, StopStringCriteria
+        blocks = bool(self.extra)
+        if settings.stop_strings and blocks:
+            from transformers import StoppingCriteriaList
 
+            # Also avoids HF forwarding `stop_strings` to the assistant's own generate()
+            # without the tokenizer, which fails.
             kwargs["stopping_criteria"] = StoppingCriteriaList(
-                [StopStringCriteria(self.tokenizer, list(settings.stop_strings))])
+                [_block_stop_criterion(self.tokenizer, settings.stop_strings, prompt_len)])
         elif settings.stop_strings:
             kwargs.update(stop_strings=list(settings.stop_strings), tokenizer=self.tokenizer)
         if settings.do_sample:
@@ -137,4 +188,11 @@ class HFMethod:
         with torch.inference_mode():
             out = self.model.generate(input_ids, **kwargs)
         wall = time.perf_counter() - t0
-        return RunResult(new_tokens=out[0, input_ids.shape[1]:].tolist(), wall_time=wall)
+        sequence = out[0].tolist()
+        if blocks:
+            eos = self.model.generation_config.eos_token_id
+            stop_ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+            new_tokens = _truncate_at_stop(sequence, prompt_len, self.tokenizer, settings.stop_strings, stop_ids)
+        else:
+            new_tokens = sequence[prompt_len:]
+        return RunResult(new_tokens=new_tokens, wall_time=wall)
