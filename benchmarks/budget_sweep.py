@@ -27,6 +27,8 @@ from draftkit.bench.report import format_table, write_results
 from draftkit.bench.runner import BenchConfig, run_benchmark
 from draftkit.cli import load_model_and_tokenizer
 from draftkit.engine import PlainDecoder, SpeculativeDecoder
+from draftkit.engine.budget import CostAwareBudget
+from draftkit.engine.target import TargetModel
 from draftkit.plugins import default_registry
 
 
@@ -35,6 +37,8 @@ def main() -> int:
     parser.add_argument("--model", default="demo")
     parser.add_argument("--sources", default="pld,aded", help="comma-separated; 'pld+aded' is a composite")
     parser.add_argument("--budgets", default="2,4,8,16,32,64")
+    parser.add_argument("--pooled", action="store_true",
+                        help="also run budget='auto' without conditioning on the previous step (an ablation)")
     parser.add_argument("--prompts", default="stdlib")
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--max-new-tokens", type=int, default=128)
@@ -51,7 +55,6 @@ def main() -> int:
         from cost_shadow import add_cost_shadow, parameter_count, shadow_llama
 
         from draftkit.engine.budget import measure_verify_costs
-        from draftkit.engine.target import TargetModel
 
         shadow = shadow_llama(model.config.vocab_size)
         add_cost_shadow(model, shadow)
@@ -70,11 +73,15 @@ def main() -> int:
         corpus = corpus_sources_for(tokenizer, registry, model.config.vocab_size, log=lambda m: print(m, file=sys.stderr))
     methods = [PlainMethod(PlainDecoder(model, tokenizer=tokenizer), tokenizer)]
     budgets: list[int | str] = [int(b) for b in args.budgets.split(",")] + ["auto"]
+    if args.pooled:
+        budgets.append("auto-pooled")
     for name in args.sources.split(","):
         for budget in budgets:
             members = [corpus[m]() if m in corpus else m for m in name.split("+")]  # "a+b": a composite
             source = members[0] if len(members) == 1 else members
-            decoder = SpeculativeDecoder(model, source=source, budget=budget, tokenizer=tokenizer, registry=registry)
+            policy = (CostAwareBudget.calibrate(TargetModel(model), by_previous_step=False)
+                      if budget == "auto-pooled" else budget)
+            decoder = SpeculativeDecoder(model, source=source, budget=policy, tokenizer=tokenizer, registry=registry)
             methods.append(DraftkitMethod(decoder, tokenizer, f"{name}@{budget}"))
     prompts = load_prompt_set(args.prompts, args.limit)
     config = BenchConfig(settings=GenSettings(max_new_tokens=args.max_new_tokens), repeats=args.repeats)
@@ -83,13 +90,17 @@ def main() -> int:
     summary = {}
     for name in args.sources.split(","):
         rows = {s.name: s.speedup or 0.0 for s in result.summaries if s.name.startswith(name + "@")}
-        fixed = {k: v for k, v in rows.items() if not k.endswith("@auto")}
+        fixed = {k: v for k, v in rows.items() if not k.split("@")[1].startswith("auto")}
         best = max(fixed, key=fixed.get)
         auto = rows[f"{name}@auto"]
         summary[name] = {"best_fixed": best, "best_fixed_speedup": fixed[best], "auto_speedup": auto,
                          "auto_vs_best": auto / fixed[best] if fixed[best] else None}
         print(f"{name}: best fixed {best} {fixed[best]:.2f}x, auto {auto:.2f}x "
               f"({auto / fixed[best]:.1%} of the best fixed budget)")
+        if args.pooled:
+            pooled = rows[f"{name}@auto-pooled"]
+            summary[name]["auto_pooled_speedup"] = pooled
+            print(f"{name}: auto without the previous-step context {pooled:.2f}x ({pooled / fixed[best]:.1%})")
     out = Path(args.out)
     write_results(result, out, {"model": args.model, "sweep": summary, **cost_note})
     (out / "sweep.json").write_text(json.dumps(summary, indent=2))

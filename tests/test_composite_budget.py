@@ -132,8 +132,8 @@ def test_cost_aware_budget_follows_the_cost_curve():
 def test_cost_aware_budget_explores_near_its_choice_and_sometimes_the_largest():
     grid = np.array([0, 1, 2, 4, 8, 16, 32, 64])
     policy = CostAwareBudget(grid, 0.01 * (1 + grid / 4), explore=4)
-    policy._choice = 8
-    policy._verified_count[:] = 1  # as if observed
+    policy._choice[:] = 8
+    policy._verified_count[:] = policy._pooled_count[:] = 1  # as if observed
     policy._on_path[:] = np.where(np.arange(64) < 8, 0.9, 0.0)  # the best 8 nodes pay, no more
     chosen = [policy.choose(40) for _ in range(32)]
     explored = chosen[3::4]
@@ -168,3 +168,32 @@ def test_cost_aware_budget_is_not_misled_by_small_poor_drafts():
         policy.observe(tree, Verdict(tuple(range(right)), 0), drafted, 0.0)
     assert policy.choose(64) in (12, 16)
     assert policy.choose(4) == 4  # cheap enough to verify a small draft whole
+
+
+def test_cost_aware_budget_learns_from_the_previous_step_of_the_request():
+    """Drafts come right in runs: after a step that accepted something the next draft's first 16
+    nodes are right; after a miss the next draft is wrong, except at each request's 6th step, where
+    a run starts. The policy must verify big trees inside a run and next to nothing after a miss,
+    which one pooled estimate cannot do."""
+    grid = np.array([0, 1, 2, 4, 8, 12, 16, 24, 32, 48, 64])
+    policy = CostAwareBudget(grid, 0.01 * (1 + grid / 16), explore=16)
+    chain = TokenTree.from_parents(np.arange(64), np.arange(-1, 63))
+
+    def step(k: int, right: int) -> None:
+        policy.observe(prune_tree(chain, k), Verdict(tuple(range(min(right, k))), 0), 64, 0.0)
+
+    for _request in range(40):
+        policy.begin()
+        previous = 0
+        for i in range(12):
+            k = policy.choose(64)
+            right = 16 if previous or i == 5 else 0
+            step(k, right)
+            previous = min(right, k)
+    policy.begin()
+    step(8, 8)
+    policy._step = 1  # keep exploration out of the two checks below
+    assert policy.choose(64) in (16, 24)  # inside a run
+    step(8, 0)
+    policy._step = 1
+    assert policy.choose(64) <= 1  # after a miss

@@ -1,8 +1,9 @@
 """Greedy verification with a separable LM head: logits only for the rows the walk reaches.
 
 float64 tiny models (no near-ties can flip an argmax): the lazy path must give
-exactly plain decoding's tokens, compute fewer logits rows than the tree has,
-and be switched off for models whose forward does more than apply the head.
+exactly plain decoding's tokens, compute fewer logits rows than the tree has
+(a few rows ahead along the drafted path per product of the head), and be
+switched off for models whose forward does more than apply the head.
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ def test_greedy_steps_compute_only_the_walked_rows(arch):
     finally:
         handle.remove()
     assert out.sequences[0].tolist() == expected
-    # One row per emitted token (accepted + bonus), not one per tree node.
-    assert sum(rows) == out.stats.emitted
+    # Rows along the drafted path come in one product: at most one product per emitted token,
+    # at least one per step, and far fewer rows than the trees have.
+    assert out.stats.steps <= len(rows) < out.stats.emitted  # the oracle's long walks read chains
+    assert sum(rows) < out.stats.drafted + out.stats.steps
     assert out.stats.drafted > out.stats.emitted
 
 
@@ -59,7 +62,8 @@ def test_seeded_sampling_walks_lazy_rows_and_matches_plain_sampling(repetition_p
     finally:
         handle.remove()
     assert out.sequences.tolist() == plain.sequences.tolist()
-    assert sum(rows) == out.stats.emitted  # one row per emitted token, not per tree node
+    assert out.stats.steps <= len(rows) <= out.stats.emitted  # rows come in chains along the path
+    assert sum(rows) <= out.stats.drafted + out.stats.steps
 
 
 def test_sources_reading_node_logits_keep_whole_tree_logits():
@@ -97,3 +101,28 @@ def test_a_model_with_extra_logit_processing_falls_back_and_stays_exact():
     plain = draftkit.PlainDecoder(model).generate([prompt], max_new_tokens=30)
     out = draftkit.SpeculativeDecoder(model, source="pld", budget=8).generate([prompt], max_new_tokens=30)
     assert out.sequences.tolist() == plain.sequences.tolist()
+
+
+def test_lazy_rows_come_in_chains_along_the_preferred_path():
+    import numpy as np
+
+    from draftkit.engine.target import LazyLogits, preferred_next_rows
+    from draftkit.types import TokenTree
+
+    # Root children: node 0 (score 0.2) and node 1 (score 0.9); node 1 -> 2 -> 3; node 0 -> 4.
+    tree = TokenTree.from_parents(np.array([10, 11, 12, 13, 14]), np.array([-1, -1, 1, 2, 0]),
+                                  scores=np.array([0.2, 0.9, 0.8, 0.7, 0.1]))
+    assert preferred_next_rows(tree).tolist() == [2, 5, 3, 4, -1, -1]
+    head = torch.nn.Linear(4, 7, bias=False).double()
+    hidden = torch.randn(6, 4, dtype=torch.float64)
+    lazy = LazyLogits(head, hidden, 7, tree)
+    expected = head(hidden)
+    assert torch.equal(lazy[0:1], expected[0:1])  # computes rows 0, 2, 3, 4 in one product
+    assert lazy.rows_computed == 4
+    for row in (2, 3, 4):
+        assert torch.allclose(lazy[row : row + 1], expected[row : row + 1])
+    assert lazy.rows_computed == 4
+    assert torch.allclose(lazy[1:2], expected[1:2])  # off the path: computed with its own chain (1 -> 5)
+    assert lazy.rows_computed == 6
+    assert torch.allclose(lazy[0:6], expected)
+    assert LazyLogits(head, hidden, 7, tree, chain_rows=2)[0:1].shape == (1, 7)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -36,6 +36,10 @@ __all__ = [
 
 class BudgetPolicy(Protocol):
     max_budget: int
+
+    def begin(self) -> None:
+        """A new request starts (policies that condition on the request's recent steps reset here)."""
+        ...
 
     def choose(self, drafted: int) -> int:
         """Budget for this step (0 <= budget <= max_budget), given a draft tree of ``drafted`` nodes."""
@@ -86,6 +90,9 @@ def prune_tree(tree: TokenTree, budget: int) -> TokenTree:
 class FixedBudget:
     max_budget: int
 
+    def begin(self) -> None:
+        return None
+
     def choose(self, drafted: int) -> int:
         return self.max_budget
 
@@ -111,7 +118,7 @@ def measure_verify_costs(
     non-decreasing from the right, since verifying more nodes never costs
     less. With a separable LM head the forward is timed the way greedy
     verification runs it (hidden states for the whole tree, logits for a
-    typical walk's rows).
+    typical walk's rows, in one product).
     """
     window = getattr(target, "context_window", None) or 4096
     prefix_len = max(2, min(prefix_len, window - max(sizes) - 2))
@@ -124,10 +131,11 @@ def measure_verify_costs(
         for r in range(repeats + 1):  # round 0 warms up every shape
             for i, tree in enumerate(trees):
                 t0 = time.perf_counter()
-                if lazy_rows:  # as greedy verification runs it: the head on a walk's few rows
+                if lazy_rows:  # as greedy verification runs it: the head on a walk's rows, ahead along the path
                     hidden = session.forward_tree_hidden(0, tree)
+                    logits = target.lazy_logits(hidden, tree, _TYPICAL_WALK_ROWS)  # type: ignore[attr-defined]
                     for row in range(min(tree.size + 1, _TYPICAL_WALK_ROWS)):
-                        target.row_logits(hidden, row)  # type: ignore[attr-defined]
+                        logits[row : row + 1]
                 else:
                     session.forward_tree(0, tree)
                 times[r, i] = time.perf_counter() - t0
@@ -140,6 +148,18 @@ def measure_verify_costs(
     # in every round, so it takes the bigger one's cost (a suffix minimum, never a raise).
     fastest = times[1:].min(axis=0)
     return np.minimum.accumulate(fastest[::-1])[::-1]
+
+
+#: Context states of the cost-aware policy: what the previous step of the request accepted.
+_STATE_START, _STATE_MISSED, _STATE_SOME, _STATE_RUN = range(4)
+_N_STATES = 4
+
+
+def _next_state(accepted: int) -> int:
+    """The context a step's accepted draft length gives to the next step."""
+    if accepted <= 0:
+        return _STATE_MISSED
+    return _STATE_SOME if accepted < 3 else _STATE_RUN
 
 
 @dataclass
@@ -162,17 +182,29 @@ class CostAwareBudget:
     draft's size, never on whether its nodes are right, so the estimate is not
     skewed the way it would be if big budgets were learnt only from steps
     whose whole draft fitted a small budget (small drafts are the poor ones).
+
+    Acceptance is also conditioned on the request's previous step (first step,
+    nothing accepted, 1-2 accepted, 3+ accepted): drafting succeeds in runs
+    (a quoted passage, a loop, boilerplate) and fails in runs (new text), so
+    the last step says much about the next one. The statistics of each context
+    are shared by all requests, and a context's rank starts from the pooled
+    estimate of all contexts (worth one observation) until it has its own.
+    ``by_previous_step=False`` keeps only the pooled estimate.
     """
 
     grid: np.ndarray
     costs: np.ndarray
     decay: float = 0.95
     explore: int = 16
+    by_previous_step: bool = True
     max_budget: int = field(init=False)
-    _on_path: np.ndarray = field(init=False, repr=False)  # moving average of P(rank r accepted)
-    _verified_count: np.ndarray = field(init=False, repr=False)  # steps that verified rank r
+    _on_path: np.ndarray = field(init=False, repr=False)  # per context: moving average of P(rank r accepted)
+    _verified_count: np.ndarray = field(init=False, repr=False)  # per context: steps that verified rank r
+    _pooled: np.ndarray = field(init=False, repr=False)  # all contexts together
+    _pooled_count: np.ndarray = field(init=False, repr=False)
+    _state: int = field(default=_STATE_START, init=False, repr=False)
     _step: int = field(default=0, init=False, repr=False)
-    _choice: int = field(default=0, init=False, repr=False)
+    _choice: np.ndarray = field(init=False, repr=False)  # last choice per context
     _overhead: float | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -181,25 +213,35 @@ class CostAwareBudget:
         self.max_budget = int(self.grid.max())
         ranks = np.arange(self.max_budget, dtype=float)
         # Prior (worth one observation): the r-th node is accepted with chance ~0.7 / (r + 1).
-        self._on_path = np.minimum(1.0, 0.72 / (ranks + 1.0))
-        self._verified_count = np.zeros(self.max_budget)
+        self._pooled = np.minimum(1.0, 0.72 / (ranks + 1.0))
+        self._pooled_count = np.zeros(self.max_budget)
+        self._on_path = np.tile(self._pooled, (_N_STATES, 1))
+        self._verified_count = np.zeros((_N_STATES, self.max_budget))
         # Until something is observed, verify the largest budget: one big step informs every smaller one.
-        self._choice = self.max_budget
+        self._choice = np.full(_N_STATES, self.max_budget)
 
     @classmethod
-    def calibrate(cls, target: object, max_budget: int = 64) -> CostAwareBudget:
+    def calibrate(cls, target: object, max_budget: int = 64, **options: Any) -> CostAwareBudget:
         window = getattr(target, "context_window", None)
         if window is not None:  # a calibration tree must fit in the model's positions
             max_budget = max(1, min(max_budget, window // 2 - 2))
         grid = [0] + [k for k in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128) if k <= max_budget]
         if grid[-1] != max_budget:
             grid.append(max_budget)
-        return cls(np.asarray(grid), measure_verify_costs(target, grid))
+        return cls(np.asarray(grid), measure_verify_costs(target, grid), **options)
+
+    def begin(self) -> None:
+        self._state = _STATE_START
+
+    def on_path(self, state: int | None = None) -> np.ndarray:
+        """P(rank r is on the accepted path) in a context (default: the current one)."""
+        s = self._state if state is None else state
+        return np.where(self._verified_count[s] > 0, self._on_path[s], self._pooled)
 
     def expected_accepted(self, budgets: np.ndarray | None = None) -> np.ndarray:
         """Expected accepted draft tokens per step with each budget (default: the grid), given a draft that big."""
         budgets = self.grid if budgets is None else np.asarray(budgets, dtype=np.int64)
-        cumulative = np.concatenate([[0.0], np.cumsum(self._on_path)])
+        cumulative = np.concatenate([[0.0], np.cumsum(self.on_path())])
         return cumulative[np.minimum(budgets, self.max_budget)]
 
     def expected_rate(self, budgets: np.ndarray | None = None) -> np.ndarray:
@@ -215,26 +257,33 @@ class CostAwareBudget:
         if self.explore and self._step % self.explore == 0:
             if (self._step // self.explore) % 4 == 0:
                 return self.max_budget
-            bigger = self.grid[self.grid >= max(1, 2 * self._choice)]
+            bigger = self.grid[self.grid >= max(1, 2 * self._choice[self._state])]
             return int(bigger[0]) if bigger.size else self.max_budget
-        if not self._verified_count.any():
+        if not self._pooled_count.any():
             return self.max_budget
         size = min(drafted, self.max_budget)
         candidates = np.append(self.grid[self.grid < size], size)
-        self._choice = int(candidates[np.argmax(self.expected_rate(candidates))])
-        return self._choice
+        choice = int(candidates[np.argmax(self.expected_rate(candidates))])
+        self._choice[self._state] = choice
+        return choice
 
     def observe(self, tree: TokenTree, verdict: Verdict, drafted: int, overhead: float) -> None:
         d = self.decay
         self._overhead = overhead if self._overhead is None else d * self._overhead + (1 - d) * overhead
         verified = min(tree.size, self.max_budget)
         if not verified:
-            return
+            return  # nothing verified: no news about acceptance, the context stays
         on_path = np.zeros(verified)
         if verdict.accepted_nodes:
             path_ranks = node_ranks(tree)[list(verdict.accepted_nodes)]
             on_path[path_ranks[path_ranks < verified]] = 1.0
         # Plain means while a rank has few observations (the prior counts as one), then moving averages.
-        self._verified_count[:verified] += 1
-        weights = np.maximum(1 - d, 1.0 / (self._verified_count[:verified] + 1))
-        self._on_path[:verified] += weights * (on_path - self._on_path[:verified])
+        s = self._state
+        fresh = self._verified_count[s, :verified] == 0
+        self._on_path[s, :verified][fresh] = self._pooled[:verified][fresh]  # a context starts from the pool
+        for estimate, count in ((self._on_path[s], self._verified_count[s]), (self._pooled, self._pooled_count)):
+            count[:verified] += 1
+            weights = np.maximum(1 - d, 1.0 / (count[:verified] + 1))
+            estimate[:verified] += weights * (on_path - estimate[:verified])
+        if self.by_previous_step:
+            self._state = _next_state(len(verdict.accepted_nodes))

@@ -41,7 +41,7 @@ from ..verify.walk import SampleWalkVerifier
 from .budget import BudgetPolicy, CostAwareBudget, FixedBudget, prune_tree
 from .request import RequestPlan, plan_request
 from .stream import DecoderAPI
-from .target import TargetModel
+from .target import LAZY_CHAIN_ROWS, TargetModel
 
 __all__ = ["SpeculativeDecoder", "DEFAULT_BUDGET"]
 
@@ -89,8 +89,10 @@ class SpeculativeDecoder(DecoderAPI):
         source_options: dict[str, Any] | None = None,
         tree_options: dict[str, Any] | None = None,
     ) -> None:
-        if not (budget == "auto" or isinstance(budget, int) and budget >= 0 or hasattr(budget, "choose")):
-            raise InvalidInputError(f"budget must be a non-negative integer or 'auto', got {budget!r}")
+        is_policy = all(hasattr(budget, m) for m in ("begin", "choose", "observe", "max_budget"))
+        if not (budget == "auto" or isinstance(budget, int) and budget >= 0 or is_policy):
+            raise InvalidInputError("budget must be a non-negative integer, 'auto' or a BudgetPolicy "
+                f"(max_budget, begin, choose, observe), got {budget!r}")
         if max_depth is not None and max_depth < 1:
             raise InvalidInputError(f"max_depth must be >= 1 or None, got {max_depth}")
         self.registry = registry if registry is not None else default_registry()
@@ -190,6 +192,7 @@ class SpeculativeDecoder(DecoderAPI):
         sequence: list[int] = prompt.tolist()
         t0 = time.perf_counter()
         self.source.begin(prompt.numpy().copy())
+        self.budget_policy.begin()
         stats.time_prefill = time.perf_counter() - t0
         want_logits = self.source.capabilities.wants_node_logits
         # With a separable LM head, built-in verifiers that read the tree row by row along their
@@ -202,6 +205,7 @@ class SpeculativeDecoder(DecoderAPI):
                 or (type(verifier) is GreedyVerifier and not sampling.uses_context_processors)
             )
         )
+        walked = 1  # logits rows the last verification walk read (accepted + 1)
         history = np.empty(len(sequence) + max_new_tokens + 1, dtype=np.int64)
         history[: len(sequence)] = sequence
         try:
@@ -255,7 +259,11 @@ class SpeculativeDecoder(DecoderAPI):
                     tree = prune_tree(tree, chosen)
                 t2 = time.perf_counter()
                 if lazy_rows:
-                    logits = self.target.lazy_logits(target.forward_tree_hidden(sequence[-1], tree))
+                    # Inside a run (the last walk read 4+ rows: a quoted passage, a loop) logits rows
+                    # come in chains along the drafted path, as many as the last walk read; in new
+                    # text rows computed ahead would mostly be wasted, so one row per product.
+                    chain = min(LAZY_CHAIN_ROWS, walked) if walked >= 4 else 1
+                    logits = self.target.lazy_logits(target.forward_tree_hidden(sequence[-1], tree), tree, chain)
                 else:
                     logits = target.forward_tree(sequence[-1], tree)
                 t3 = time.perf_counter()
@@ -274,6 +282,7 @@ class SpeculativeDecoder(DecoderAPI):
                 stats.accepted += len(accepted_nodes)
                 stats.emitted += len(emitted)
                 stats.accept_lengths.append(len(emitted))
+                walked = len(verdict.accepted_nodes) + 1
                 if not reason:
                     target.commit(verdict.accepted_nodes)
                 # What the source and the budget policy learn from stops where generation stops:
