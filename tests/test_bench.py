@@ -31,17 +31,20 @@ def test_bench_cli_writes_results_and_checks_outputs(model_dir, tmp_path, capsys
                              ("code", "in in re re in")]))
     )
     out = tmp_path / "out"
-    rc = main(["bench", "--model", str(model_dir), "--prompts", str(questions), "--methods", "hf,hf-pld,pld",
+    rc = main(["bench", "--model", str(model_dir), "--prompts", str(questions), "--methods", "hf,hf-pld,pld,oracle",
                "--max-new-tokens", "12", "--out", str(out), "--no-corpus", "--quiet", "--dtype", "float64",
                "--strict"])
     assert rc == 0
     results = json.loads((out / "results.json").read_text())
     names = [m["name"] for m in results["methods"]]
-    assert names == ["plain", "hf", "hf-pld", "pld"]
+    assert names == ["plain", "hf", "hf-pld", "pld", "oracle"]
     pld = next(m for m in results["methods"] if m["name"] == "pld")
     assert pld["mismatches"] == [] and pld["prompts"] == 3
     assert pld["mean_accepted_tokens"] >= 1.0
     assert set(pld["by_category"]) == {"code", "prose"}
+    oracle = next(m for m in results["methods"] if m["name"] == "oracle")
+    assert oracle["mismatches"] == [] and oracle["kind"] == "bound"
+    assert oracle["mean_accepted_tokens"] > pld["mean_accepted_tokens"]  # it drafts the answer itself
     plain = next(m for m in results["methods"] if m["name"] == "plain")
     assert plain["mean_accepted_tokens"] == 1.0
     answers = [json.loads(line) for line in (out / "answers" / "pld.jsonl").read_text().splitlines()]

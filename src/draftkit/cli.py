@@ -235,7 +235,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         f"{args.max_new_tokens} new tokens, {'sampling' if sampling else 'greedy'}")
     (out / "table.txt").write_text(table + "\n")
     print(f"results: {path}" + (f", chart: {chart}" if chart else ""), file=sys.stderr)
-    failed = [s for s in result.summaries if s.mismatches and s.kind == "draftkit"]
+    failed = [s for s in result.summaries if s.mismatches and s.kind in ("draftkit", "bound")]
     return 1 if failed and args.strict else 0
 
 
@@ -344,7 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="quick (20 HumanEval), humaneval (164), stdlib (held-out library files), mixed, "
                        "or a Spec-Bench question.jsonl")
     bench.add_argument("--limit", type=int, help="use at most this many prompts")
-    bench.add_argument("--methods", help="comma-separated subset, e.g. plain,hf,pld,aded (default: all)")
+    bench.add_argument("--methods", help="comma-separated subset, e.g. plain,hf,pld,aded; 'a+b' is a composite "
+                       "source; 'oracle' drafts plain decoding's own answer, the ceiling of any source "
+                       "(default: all)")
     bench.add_argument("--max-new-tokens", type=int, default=128, help="new tokens per prompt (at most)")
     bench.add_argument("--temperature", type=float, help="sample at this temperature (default: greedy)")
     bench.add_argument("--top-p", type=float, help="nucleus sampling (implies sampling)")

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import torch
 
-__all__ = ["GenSettings", "RunResult", "Method", "DraftkitMethod", "PlainMethod", "HFMethod"]
+__all__ = ["GenSettings", "RunResult", "Method", "DraftkitMethod", "PlainMethod", "HFMethod", "OracleMethod"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class RunResult:
 
 class Method(Protocol):
     name: str
-    #: "baseline" (plain decoding), "draftkit" (a draftkit source) or "peer".
+    #: "baseline" (plain decoding), "draftkit" (a draftkit source), "peer" or "bound" (the oracle).
     kind: str
 
     def run(self, input_ids: torch.Tensor, settings: GenSettings) -> RunResult: ...
@@ -99,6 +99,32 @@ class DraftkitMethod:
     def run(self, input_ids: torch.Tensor, settings: GenSettings) -> RunResult:
         t0 = time.perf_counter()
         out = self.decoder.generate(input_ids, **_draftkit_kwargs(settings, self.tokenizer))
+        return _from_output(out, input_ids.shape[1], time.perf_counter() - t0)
+
+
+@dataclass
+class OracleMethod:
+    """The ceiling of every draft source: a source that drafts plain decoding's own answer.
+
+    No user can run it (it needs the answer), but it shows how fast *any* source
+    could be on this model, machine and prompt set: prefill, the verify cost of
+    the trees and the engine remain. The answer is decoded untimed before each
+    timed run (seeded sampling reproduces it too). ``source`` is the decoder's
+    :class:`~draftkit.testing.sources.OracleSource`, given the answer per run.
+    """
+
+    decoder: Any
+    plain: Any
+    source: Any
+    tokenizer: Any
+    name: str = "oracle"
+    kind: str = "bound"
+
+    def run(self, input_ids: torch.Tensor, settings: GenSettings) -> RunResult:
+        kwargs = _draftkit_kwargs(settings, self.tokenizer)
+        self.source.reference = self.plain.generate(input_ids, **kwargs).sequences[0].tolist()
+        t0 = time.perf_counter()
+        out = self.decoder.generate(input_ids, **kwargs)
         return _from_output(out, input_ids.shape[1], time.perf_counter() - t0)
 
 

@@ -44,6 +44,9 @@ def format_table(result: BenchResult) -> str:
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.append("* baseline for speedups (the faster plain decoder). speedup = median over prompts of the "
                  "per-token time ratio; tok/step includes the bonus token (plain = 1.00).")
+    if any(s.kind == "bound" for s in result.summaries):
+        lines.append("oracle: drafts plain decoding's own answer; the ceiling of any draft source here, "
+                     "not a method a user can run.")
     for s in result.summaries:
         for mm in s.mismatches:
             lines.append(f"MISMATCH {s.name}: prompt {mm['prompt']} diverges from {result.config.reference} "
@@ -125,7 +128,8 @@ def write_chart(result: BenchResult, out_dir: Path, title: str) -> Path | None:
     speed = [s.speedup or 0.0 for s in result.summaries]
     mat = [s.mean_accepted_tokens or 0.0 for s in result.summaries]
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(names) + 1.8))
-    colors = ["#888888" if s.kind != "draftkit" else "#2a6fb0" for s in result.summaries]
+    palette = {"draftkit": "#2a6fb0", "bound": "#d9a441"}
+    colors = [palette.get(s.kind, "#888888") for s in result.summaries]
     axes[0].barh(names, speed, color=colors)
     axes[0].axvline(1.0, color="black", lw=0.8)
     axes[0].set_xlabel(f"speedup vs {result.baseline} (median per prompt)")

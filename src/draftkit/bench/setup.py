@@ -7,6 +7,8 @@ Peers: draftkit's plain loop, HF ``generate`` (plain, prompt lookup, assisted
 with a draft model). draftkit: one decoder per registered source with its
 default tree and verifier; sources that need a corpus (an ADED matrix, a
 retrieval datastore) get one built from the demo corpus by :mod:`.corpus`.
+Bound: ``oracle``, a source that drafts plain decoding's own answer (the
+ceiling of any source on this model and machine).
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import DraftkitError
-from .methods import DraftkitMethod, HFMethod, Method, PlainMethod
+from .methods import DraftkitMethod, HFMethod, Method, OracleMethod, PlainMethod
 
-__all__ = ["PEERS", "build_methods", "check_method_names"]
+__all__ = ["BOUNDS", "PEERS", "build_methods", "check_method_names"]
 
 PEERS = ("plain", "hf", "hf-pld", "hf-assisted")
+#: Reference points that are not methods a user runs.
+BOUNDS = ("oracle",)
 #: Composite sources benchmarked by default when their members are registered.
 DEFAULT_COMPOSITES = ("pld+aded",)
 
@@ -29,10 +33,11 @@ def check_method_names(names: Sequence[str] | None, registry: Any) -> None:
     if not names:
         return
     sources = registry.names("source")
-    unknown = [n for n in names if n not in PEERS and not all(p in sources for p in n.split("+"))]
+    known = (*PEERS, *BOUNDS)
+    unknown = [n for n in names if n not in known and not all(p in sources for p in n.split("+"))]
     if unknown:
         raise DraftkitError(
-            f"unknown benchmark method(s) {', '.join(unknown)}; known: {', '.join([*PEERS, *sources])}"
+            f"unknown benchmark method(s) {', '.join(unknown)}; known: {', '.join([*known, *sources])}"
         )
 
 
@@ -54,7 +59,7 @@ def build_methods(
     sources = registry.names("source")
     check_method_names(names, registry)
     composites = [c for c in DEFAULT_COMPOSITES if all(p in sources for p in c.split("+"))]
-    wanted = list(names) if names else [*PEERS, *sources, *composites]
+    wanted = list(names) if names else [*PEERS, *sources, *composites, *BOUNDS]
     if "plain" not in wanted:
         wanted.insert(0, "plain")  # the reference every greedy output is checked against
     methods: list[Method] = []
@@ -65,6 +70,13 @@ def build_methods(
             methods.append(HFMethod(model, tokenizer, "hf", {}))
         elif name == "hf-pld":
             methods.append(HFMethod(model, tokenizer, "hf-pld", {"prompt_lookup_num_tokens": 10}))
+        elif name == "oracle":
+            from ..testing.sources import OracleSource
+
+            oracle = OracleSource([])
+            kwargs = {} if budget is None else {"budget": budget}
+            decoder = SpeculativeDecoder(model, source=oracle, tokenizer=tokenizer, registry=registry, **kwargs)
+            methods.append(OracleMethod(decoder, PlainDecoder(model, tokenizer=tokenizer), oracle, tokenizer))
         elif name == "hf-assisted":
             if draft_model is None:
                 warn("skipping hf-assisted: no draft model (the demo draft model is used with --model demo)")
