@@ -197,3 +197,27 @@ def test_cost_aware_budget_learns_from_the_previous_step_of_the_request():
     step(8, 0)
     policy._step = 1
     assert policy.choose(64) <= 1  # after a miss
+
+
+def test_a_custom_policy_needs_no_begin_and_keeps_the_output_exact():
+    """Float64 model: any policy only changes how many nodes are verified, never the tokens."""
+
+    class EveryOtherStep:
+        max_budget = 6
+
+        def __init__(self):
+            self.calls = 0
+
+        def choose(self, drafted):
+            self.calls += 1
+            return 0 if self.calls % 2 else 6
+
+        def observe(self, tree, verdict, drafted, overhead):
+            pass
+
+    model = cached_model("llama")
+    prompt = [3, 4, 5, 3, 4, 5, 3, 4]
+    policy = EveryOtherStep()
+    out = draftkit.SpeculativeDecoder(model, source="pld", budget=policy).generate([prompt], max_new_tokens=20)
+    assert out.sequences[0].tolist() == hf_greedy(model, prompt, 20, None)
+    assert policy.calls == out.stats.steps

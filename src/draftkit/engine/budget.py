@@ -38,7 +38,9 @@ class BudgetPolicy(Protocol):
     max_budget: int
 
     def begin(self) -> None:
-        """A new request starts (policies that condition on the request's recent steps reset here)."""
+        """A new request starts (policies that condition on the request's recent steps reset here).
+
+        Optional: the decoder calls it only when the policy has it."""
         ...
 
     def choose(self, drafted: int) -> int:

@@ -89,10 +89,10 @@ class SpeculativeDecoder(DecoderAPI):
         source_options: dict[str, Any] | None = None,
         tree_options: dict[str, Any] | None = None,
     ) -> None:
-        is_policy = all(hasattr(budget, m) for m in ("begin", "choose", "observe", "max_budget"))
+        is_policy = all(hasattr(budget, m) for m in ("choose", "observe", "max_budget"))
         if not (budget == "auto" or isinstance(budget, int) and budget >= 0 or is_policy):
             raise InvalidInputError("budget must be a non-negative integer, 'auto' or a BudgetPolicy "
-                f"(max_budget, begin, choose, observe), got {budget!r}")
+                f"(max_budget, choose, observe), got {budget!r}")
         if max_depth is not None and max_depth < 1:
             raise InvalidInputError(f"max_depth must be >= 1 or None, got {max_depth}")
         self.registry = registry if registry is not None else default_registry()
@@ -192,7 +192,8 @@ class SpeculativeDecoder(DecoderAPI):
         sequence: list[int] = prompt.tolist()
         t0 = time.perf_counter()
         self.source.begin(prompt.numpy().copy())
-        self.budget_policy.begin()
+        if hasattr(self.budget_policy, "begin"):  # optional: policies without request context skip it
+            self.budget_policy.begin()
         stats.time_prefill = time.perf_counter() - t0
         want_logits = self.source.capabilities.wants_node_logits
         # With a separable LM head, built-in verifiers that read the tree row by row along their
