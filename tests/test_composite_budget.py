@@ -221,3 +221,22 @@ def test_a_custom_policy_needs_no_begin_and_keeps_the_output_exact():
     out = draftkit.SpeculativeDecoder(model, source="pld", budget=policy).generate([prompt], max_new_tokens=20)
     assert out.sequences[0].tolist() == hf_greedy(model, prompt, 20, None)
     assert policy.calls == out.stats.steps
+
+
+def test_composite_rates_depend_on_the_members_previous_step():
+    """A member right after a hit and wrong after a miss gets a high rate in a run, a low one after a miss."""
+    member = OracleSource([0, 1, 2, 3, 4, 5, 6, 7, 8])
+    composite = Composite([member, EmptySource()])
+    request = DraftRequest(context=np.array([0]), prompt_length=1, max_depth=8, max_nodes=8, vocab_size=16)
+    for _request in range(30):
+        composite.begin(np.array([0]))
+        for step in range(8):
+            composite.propose(request)  # drafts 1..8
+            in_run = composite._context[0] in (2, 3)  # the member matched on its last step
+            composite._update_statistics(np.array([1, 2, 3, 4]) if in_run or step == 3 else np.array([9]))
+    run_rates = composite.acceptance(contexts=[3, 0])
+    missed_rates = composite.acceptance(contexts=[1, 0])
+    assert run_rates[0, 2] > 0.9 and missed_rates[0, 0] < 0.4  # after a miss: right 1 time in 3
+    pooled = Composite([member, EmptySource()], by_context=False)
+    pooled._hits[:, 0], pooled._tries[:, 0] = composite._hits.sum(axis=1), composite._tries.sum(axis=1)
+    assert missed_rates[0, 0] < pooled.acceptance()[0, 0] < run_rates[0, 0]

@@ -12,6 +12,13 @@ either way), so a member whose nodes were pruned can still win its budget
 back. Token weights make the tree builder keep the likeliest nodes across all
 members, rather than the whole of the heaviest member's candidate; where
 members agree, their weights add up.
+
+A member's success also depends on what it just did: prompt lookup that
+matched on the last step is likely copying a passage and matches again; after
+a miss it is usually drafting from an unrelated match. So the rates are kept
+per member *and* per context (the request's first step, or the member's
+matched length on the previous step: 0, 1-2, 3+); a context borrows the
+member's pooled rate until it has its own observations.
 """
 
 from __future__ import annotations
@@ -42,6 +49,15 @@ def matched_prefix(sequences: Sequence[np.ndarray], emitted: np.ndarray) -> int:
 
 #: Pseudo-observations of the prior (in units of the moving average's total weight, which tends to 1).
 _PRIOR_STRENGTH = 0.1
+#: Member contexts: the request's first step, then the member's matched length on its last step.
+_CTX_START, _CTX_MISSED, _CTX_SOME, _CTX_RUN = range(4)
+_N_CONTEXTS = 4
+
+
+def _context_after(matched: int) -> int:
+    if matched <= 0:
+        return _CTX_MISSED
+    return _CTX_SOME if matched < 3 else _CTX_RUN
 
 
 @dataclass
@@ -52,13 +68,16 @@ class Composite:
     the last 20 steps count). Until a member has been observed, its chance of
     matching ``d`` tokens is taken as ``0.5 ** d``. ``max_depth`` bounds the
     depths tracked; deeper tokens share the deepest estimate.
+    ``by_context=False`` keeps one rate per member and depth.
     """
 
     members: Sequence[DraftSource]
     decay: float = 0.95
     max_depth: int = 64
-    _hits: np.ndarray = field(init=False, repr=False)
+    by_context: bool = True
+    _hits: np.ndarray = field(init=False, repr=False)  # [member, context, depth]
     _tries: np.ndarray = field(init=False, repr=False)
+    _context: np.ndarray = field(init=False, repr=False)  # each member's context in the current request
     _last: list[tuple[np.ndarray, ...]] = field(init=False, repr=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -74,8 +93,9 @@ class Composite:
         self._reset_statistics()
 
     def _reset_statistics(self) -> None:
-        self._hits = np.zeros((len(self.members), self.max_depth))
-        self._tries = np.zeros((len(self.members), self.max_depth))
+        self._hits = np.zeros((len(self.members), _N_CONTEXTS, self.max_depth))
+        self._tries = np.zeros((len(self.members), _N_CONTEXTS, self.max_depth))
+        self._context = np.full(len(self.members), _CTX_START)
         self._last = []
 
     @property
@@ -92,13 +112,18 @@ class Composite:
             wants_node_logits=any(c.wants_node_logits for c in caps),
         )
 
-    def acceptance(self) -> np.ndarray:
+    def acceptance(self, contexts: np.ndarray | None = None) -> np.ndarray:
         """float [members, max_depth]: estimated chance that member m matches at least d+1 tokens.
 
-        Non-increasing along depth by construction (matching d+1 tokens implies matching d).
+        In each member's current context (or the given ones); non-increasing
+        along depth by construction (matching d+1 tokens implies matching d).
         """
+        ctx = self._context if contexts is None else np.asarray(contexts)
         prior = 0.5 ** np.arange(1, self.max_depth + 1)
-        rate = (self._hits + _PRIOR_STRENGTH * prior) / (self._tries + _PRIOR_STRENGTH)
+        pooled = (self._hits.sum(axis=1) + _PRIOR_STRENGTH * prior) / (self._tries.sum(axis=1) + _PRIOR_STRENGTH)
+        rows = np.arange(len(self.members))
+        hits, tries = self._hits[rows, ctx], self._tries[rows, ctx]
+        rate = (hits + _PRIOR_STRENGTH * pooled) / (tries + _PRIOR_STRENGTH)
         return np.minimum.accumulate(rate, axis=1)
 
     def shares(self) -> np.ndarray:
@@ -107,6 +132,7 @@ class Composite:
         return expected / expected.sum()
 
     def begin(self, prompt: np.ndarray) -> None:
+        self._context[:] = _CTX_START
         for m in self.members:
             m.begin(prompt)
 
@@ -161,8 +187,11 @@ class Composite:
             if observed == 0:
                 continue
             hit = (np.arange(1, observed + 1) <= matched).astype(float)
-            self._hits[m, :observed] = self.decay * self._hits[m, :observed] + (1 - self.decay) * hit
-            self._tries[m, :observed] = self.decay * self._tries[m, :observed] + (1 - self.decay)
+            c = self._context[m]
+            self._hits[m, c, :observed] = self.decay * self._hits[m, c, :observed] + (1 - self.decay) * hit
+            self._tries[m, c, :observed] = self.decay * self._tries[m, c, :observed] + (1 - self.decay)
+            if self.by_context:
+                self._context[m] = _context_after(matched)
 
     def reset(self) -> None:
         self._reset_statistics()
