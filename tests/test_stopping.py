@@ -68,3 +68,39 @@ def test_stop_token_ids_end_generation_like_eos():
     first = free.index(stop_tok, len(prompt))
     assert out.sequences[0].tolist() == free[: first + 1]
     assert out.stats.finish_reason == "eos"
+
+
+@functools.lru_cache(maxsize=1)
+def bpe_tokenizer():
+    """The demo model's byte-level BPE: multi-character tokens, and byte tokens that split UTF-8."""
+    from transformers import AutoTokenizer
+
+    from draftkit.demo import demo_model_path
+
+    return AutoTokenizer.from_pretrained(demo_model_path("target"))
+
+
+@given(
+    ids=st.lists(st.integers(0, 8191), min_size=2, max_size=40),
+    split=st.integers(1, 39),
+    picks=st.lists(st.tuples(st.integers(0, 200), st.integers(1, 6)), min_size=1, max_size=3),
+    extra=st.sampled_from(["", "\ndef", "é", "\ufffd", " ("]),
+)
+def test_block_stop_check_agrees_with_the_token_by_token_check(ids, split, picks, extra):
+    """StopConditions.cut decodes a whole block once to rule stop strings out; its answer must be
+    the token-by-token one, on a real BPE tokenizer whose byte tokens can split a character."""
+    from draftkit.engine.stopping import StopConditions
+
+    tok = bpe_tokenizer()
+    split = min(split, len(ids) - 1)
+    sequence, emitted = ids[:split], ids[split:]
+    text = tok.decode(ids)
+    stops = [text[a % max(1, len(text)): a % max(1, len(text)) + n] for a, n in picks] + [extra]
+    matcher = StopStringMatcher(tok, [s for s in stops if s])
+    conditions = StopConditions(max_new_tokens=100, stop_strings=matcher)
+    expected = (len(emitted), "")
+    for i in range(len(emitted)):
+        if matcher.completes_at(sequence + emitted[: i + 1]):
+            expected = (i + 1, "stop_string")
+            break
+    assert conditions.cut(sequence, emitted, 0) == expected

@@ -36,6 +36,36 @@ class StopStringMatcher:
     def _decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
+    def _context_window(self, sequence: Sequence[int]) -> int:
+        """Tokens at the end of ``sequence`` whose text covers the longest stop string (or all of it)."""
+        window = self._longest + 1
+        while window < len(sequence) and len(self._decode(sequence[-window:])) < self._longest:
+            window *= 2
+        return min(window, len(sequence))
+
+    def may_complete_in(self, sequence: Sequence[int], emitted: Sequence[int]) -> bool:
+        """False when no token of ``emitted`` (appended to ``sequence``) can complete a stop string.
+
+        One decode for a whole block, where :meth:`completes_at` decodes twice
+        per token: a stop string completed by one of the new tokens appears in
+        the text of the whole block and ends after the text before it. (The
+        text of a prefix of tokens is a prefix of the block's text, up to an
+        unfinished UTF-8 character at its end, shown as U+FFFD; stop strings
+        containing U+FFFD are always checked token by token.)
+        """
+        if not self.stop_strings or not emitted:
+            return False
+        if any("\ufffd" in stop for stop in self.stop_strings):
+            return True
+        tail = list(sequence[-self._context_window(sequence):]) if sequence else []
+        start_new = len(self._decode(tail))
+        text = self._decode(tail + list(emitted))
+        # Searching a few characters early only ever sends more blocks to the exact check (in case
+        # the tail ends in an unfinished character whose decoded length changes with the block).
+        return any(
+            text.find(stop, max(0, start_new - len(stop) - 3)) != -1 for stop in self.stop_strings
+        )
+
     def completes_at(self, sequence: Sequence[int]) -> bool:
         """Whether the last token of ``sequence`` completes one of the stop strings."""
         if not self.stop_strings or not sequence:
@@ -70,12 +100,15 @@ class StopConditions:
         ``sequence`` is the full sequence *before* ``emitted`` (prompt included).
         """
         room = self.max_new_tokens - new_so_far
+        strings = self.stop_strings
+        if strings is not None and len(emitted) > 1 and not strings.may_complete_in(sequence, emitted[:room]):
+            strings = None  # one decode showed that no token of this block completes a stop string
         for i, tok in enumerate(emitted):
             if i >= room:
                 return i, "length"
             if tok in self.stop_token_ids:
                 return i + 1, "eos"
-            if self.stop_strings is not None and self.stop_strings.completes_at(sequence + emitted[: i + 1]):
+            if strings is not None and strings.completes_at(sequence + emitted[: i + 1]):
                 return i + 1, "stop_string"
         if len(emitted) >= room:
             return len(emitted), "length"
