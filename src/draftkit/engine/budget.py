@@ -4,8 +4,9 @@ Verifying a bigger tree accepts more tokens per step but makes the forward pass
 slower, and how much slower depends on the model *and* the machine (a 64-node
 tree is nearly free for a 12M model on a CPU, costly for a 250M one). The
 cost-aware policy measures the target's verify-cost curve once, keeps running
-acceptance statistics for every candidate budget, and each step picks the
-budget that maximises expected tokens per second.
+acceptance statistics per node rank and per context (what the request's
+previous step accepted), and each step picks the budget that maximises
+expected tokens per second.
 
 Counterfactual acceptance comes for free: tree builders rank nodes so the best
 ``k`` nodes of a tree form a tree (see :func:`node_ranks`), so a step verified
