@@ -88,7 +88,7 @@ def test_registered_name_and_chain_builder(model, plain_outputs):
 
 def test_reset_per_request_gives_identical_runs(model):
     source = Aded(persist=False, iterations=ITER)
-    dec = SpeculativeDecoder(model, source=source)
+    dec = SpeculativeDecoder(model, source=source, budget=32)  # fixed: "auto" learns across requests
     first = dec.generate(torch.tensor([PROMPTS[1]]), max_new_tokens=NEW).stats
     second = dec.generate(torch.tensor([PROMPTS[1]]), max_new_tokens=NEW).stats
     assert (first.steps, first.drafted, first.accepted, first.accept_lengths) == (

@@ -240,3 +240,39 @@ def test_composite_rates_depend_on_the_members_previous_step():
     pooled = Composite([member, EmptySource()], by_context=False)
     pooled._hits[:, 0], pooled._tries[:, 0] = composite._hits.sum(axis=1), composite._tries.sum(axis=1)
     assert missed_rates[0, 0] < pooled.acceptance()[0, 0] < run_rates[0, 0]
+
+
+def test_auto_budget_stops_asking_a_slow_useless_source():
+    """Drafts that take 5 ms and are never right: after a few steps the decoder stops asking the
+    source, except on exploration steps, and the output stays plain decoding's (float64 model)."""
+    import time
+
+    from draftkit.testing.sources import ScriptedSource
+
+    calls = []
+
+    def slow_wrong(request):
+        calls.append(1)
+        time.sleep(0.005)
+        wrong = (int(request.context[-1]) + 1) % 50
+        return Draft.chain([wrong] * min(4, request.max_depth))
+
+    model = cached_model("llama")
+    prompt = [3, 1, 4, 1, 5]
+    out = draftkit.SpeculativeDecoder(model, source=ScriptedSource(slow_wrong)).generate([prompt], max_new_tokens=48)
+    assert out.sequences[0].tolist() == hf_greedy(model, prompt, 48, None)
+    assert len(calls) < out.stats.steps / 2
+
+
+def test_wants_draft_compares_drafting_with_a_plain_step():
+    grid = np.array([0, 1, 2, 4, 8])
+    policy = CostAwareBudget(grid, 0.01 * (1 + grid / 8), explore=0)
+    chain = TokenTree.from_parents(np.arange(8), np.arange(-1, 7))
+    assert policy.wants_draft()  # nothing known yet
+    for _ in range(20):  # drafts cost 20 ms and are half right
+        policy.observe(chain, Verdict(tuple(range(4)), 0), 8, 0.02)
+        policy.observe(TokenTree.empty(), Verdict((), 0), 0, 0.001)
+    assert policy.wants_draft()  # 5 tokens per 35 ms beat 1 token per 11 ms
+    for _ in range(60):  # now they are never right
+        policy.observe(chain, Verdict((), 0), 8, 0.02)
+    assert not policy.wants_draft()

@@ -354,10 +354,13 @@ def test_greedy_drafts_under_sampling_reproduce_plain_sampling(arch: str) -> Non
 
 
 def test_sampled_drafts_of_the_full_model_are_always_accepted() -> None:
-    """Nothing skipped: q = p, so rejection sampling accepts every drafted token."""
+    """Nothing skipped: q = p, so rejection sampling accepts every drafted token.
+
+    (A fixed budget: drafting with the full model costs as much as it saves, so budget="auto"
+    would rightly stop drafting.)"""
     model = model4("qwen2")
     source = LayerSkip(SkipSet.empty(LAYERS), drafting="sample", threshold=0.0, adaptive=False, max_draft=6)
-    out = draftkit.SpeculativeDecoder(model, source=source, tree="chain").generate(
+    out = draftkit.SpeculativeDecoder(model, source=source, tree="chain", budget=8).generate(
         [[7, 8, 9, 10]], max_new_tokens=45, do_sample=True, seed=3, temperature=0.9, top_k=40
     )
     assert out.stats.accept_lengths == [7] * 6 + [3]

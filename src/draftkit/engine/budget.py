@@ -44,6 +44,12 @@ class BudgetPolicy(Protocol):
         Optional: the decoder calls it only when the policy has it."""
         ...
 
+    def wants_draft(self) -> bool:
+        """Whether this step should draft at all (False: a plain step, the source is not asked).
+
+        Optional: without it every step drafts."""
+        ...
+
     def choose(self, drafted: int) -> int:
         """Budget for this step (0 <= budget <= max_budget), given a draft tree of ``drafted`` nodes."""
         ...
@@ -95,6 +101,9 @@ class FixedBudget:
 
     def begin(self) -> None:
         return None
+
+    def wants_draft(self) -> bool:
+        return True
 
     def choose(self, drafted: int) -> int:
         return self.max_budget
@@ -208,7 +217,8 @@ class CostAwareBudget:
     _state: int = field(default=_STATE_START, init=False, repr=False)
     _step: int = field(default=0, init=False, repr=False)
     _choice: np.ndarray = field(init=False, repr=False)  # last choice per context
-    _overhead: float | None = field(default=None, init=False, repr=False)
+    _overhead: float | None = field(default=None, init=False, repr=False)  # per step that drafted
+    _plain_overhead: float | None = field(default=None, init=False, repr=False)  # per step without a draft
 
     def __post_init__(self) -> None:
         self.grid = np.asarray(self.grid, dtype=np.int64)
@@ -253,6 +263,20 @@ class CostAwareBudget:
         costs = np.interp(budgets, self.grid, self.costs)
         return (1.0 + self.expected_accepted(budgets)) / (costs + (self._overhead or 0.0))
 
+    def wants_draft(self) -> bool:
+        """Draft unless no budget's expected rate, drafting time included, beats a plain step.
+
+        A source whose drafts are slow to make (a forward pass of layer-skip, a
+        datastore lookup) and rarely accepted in the current context is then not
+        asked at all. Exploration steps always draft, so a context is re-examined.
+        """
+        if self.explore and (self._step + 1) % self.explore == 0:
+            return True
+        if not self._pooled_count.any() or self._overhead is None:
+            return True
+        plain_rate = 1.0 / (self.costs[0] + (self._plain_overhead or 0.0))
+        return bool(self.expected_rate().max() > plain_rate)
+
     def choose(self, drafted: int) -> int:
         self._step += 1
         if drafted <= 0:
@@ -272,7 +296,12 @@ class CostAwareBudget:
 
     def observe(self, tree: TokenTree, verdict: Verdict, drafted: int, overhead: float) -> None:
         d = self.decay
-        self._overhead = overhead if self._overhead is None else d * self._overhead + (1 - d) * overhead
+        if drafted > 0:
+            self._overhead = overhead if self._overhead is None else d * self._overhead + (1 - d) * overhead
+        else:
+            self._plain_overhead = (
+                overhead if self._plain_overhead is None else d * self._plain_overhead + (1 - d) * overhead
+            )
         verified = min(tree.size, self.max_budget)
         if not verified:
             return  # nothing verified: no news about acceptance, the context stays

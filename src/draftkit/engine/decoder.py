@@ -194,6 +194,7 @@ class SpeculativeDecoder(DecoderAPI):
         self.source.begin(prompt.numpy().copy())
         if hasattr(self.budget_policy, "begin"):  # optional: policies without request context skip it
             self.budget_policy.begin()
+        wants_draft = getattr(self.budget_policy, "wants_draft", None)  # optional too: always draft
         stats.time_prefill = time.perf_counter() - t0
         want_logits = self.source.capabilities.wants_node_logits
         # With a separable LM head, built-in verifiers that read the tree row by row along their
@@ -226,7 +227,7 @@ class SpeculativeDecoder(DecoderAPI):
                 context.flags.writeable = False  # parts share it; none may change the context
 
                 t0 = time.perf_counter()
-                if depth_limit >= 1 and self.budget >= 1:
+                if depth_limit >= 1 and self.budget >= 1 and (wants_draft is None or wants_draft()):
                     request = DraftRequest(
                         context=context,
                         prompt_length=prompt_len,

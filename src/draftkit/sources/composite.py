@@ -164,8 +164,10 @@ class Composite:
         return Draft(tuple(sequences), tuple(weights), token_weights=tuple(token_weights))
 
     def observe(self, feedback: StepFeedback) -> None:
+        # Only a step that asked the members counts (the engine may skip drafting on a step).
         if self._last and len(self._last) == len(self.members):
             self._update_statistics(feedback.emitted)
+        self._last = []
         for m in self.members:
             m.observe(feedback)
 
