@@ -7,7 +7,7 @@ the tree it verifies at each step. This script runs every (source, budget)
 decoder for real (outputs checked against plain decoding), logs the verified
 tree size of every step and prices the run with one cost curve measured once:
 
-    time = prefill(prompt length) + sum over steps of (verify_cost(size) + overhead)
+    time = prefill(prompt length) + sum over steps of (verify_cost(size) + overhead if it drafted)
     plain = prefill(prompt length) + new tokens * verify_cost(0)
 
 Speedups are then exact functions of the decisions, so policies can be
@@ -43,17 +43,23 @@ GRID = [0, 1, 2, 4, 8, 12, 16, 24, 32, 48, 64]
 
 
 class LoggedPolicy:
-    """Delegates to a policy and records the size of every verified tree."""
+    """Delegates to a policy and records every step's verified tree size and whether it drafted."""
 
     def __init__(self, inner: Any) -> None:
-        self.inner, self.max_budget, self.sizes = inner, inner.max_budget, []
+        self.inner, self.max_budget = inner, inner.max_budget
+        self.sizes: list[int] = []
+        self.drafted: list[bool] = []
 
     def begin(self) -> None:
         self.inner.begin()
 
+    def wants_draft(self) -> bool:
+        return self.inner.wants_draft()
+
     def choose(self, drafted: int) -> int:
         chosen = self.inner.choose(drafted)
         self.sizes.append(min(chosen, drafted))
+        self.drafted.append(drafted > 0)
         return chosen
 
     def observe(self, *args: Any) -> None:
@@ -93,7 +99,8 @@ def main() -> int:
     parser.add_argument("--costs", default=None, help="a costs.json written by an earlier run (default: measure)")
     parser.add_argument("--cost-shadow", action="store_true",
                         help="measure the costs of the ~60M random-weights shadow model (see cost_shadow.py)")
-    parser.add_argument("--overhead", type=float, default=0.0005, help="seconds per step for drafting and bookkeeping")
+    parser.add_argument("--overhead", type=float, default=0.0005,
+                        help="seconds per step that drafted, for drafting and bookkeeping")
     parser.add_argument("--repeats", type=int, default=9, help="rounds of the cost measurement")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="bench-budget-model")
@@ -150,10 +157,11 @@ def main() -> int:
             decoder = SpeculativeDecoder(model, source=source, budget=policy, tokenizer=tokenizer, registry=registry)
             ratios, total = [], 0.0
             for i in range(len(prompts)):
-                policy.sizes = []
+                policy.sizes, policy.drafted = [], []
                 if generate(decoder, i) != reference[i]:
                     raise SystemExit(f"{name}@{variant} differs from plain decoding on {prompts[i].id}")
-                t = prefill(encoded[i].shape[1]) + sum(np.interp(s, grid, verify) + args.overhead for s in policy.sizes)
+                t = prefill(encoded[i].shape[1]) + sum(
+                    np.interp(s, grid, verify) + args.overhead * d for s, d in zip(policy.sizes, policy.drafted, strict=True))
                 ratios.append(plain_time[i] / t)
                 total += t
             rows[variant] = {"median": statistics.median(ratios), "total": sum(plain_time) / total}
