@@ -114,3 +114,18 @@ def test_command_writes_a_skip_set_for_a_saved_model(tmp_path: Path, capsys: pyt
 
     reloaded = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     SkipSet.load(out, reloaded)  # another dtype of the same weights is the same model
+
+
+def test_command_resolves_the_demo_model(tmp_path: Path) -> None:
+    """`--model demo` is the shipped demo target, as in `draftkit bench` and `draftkit generate`."""
+    from transformers import AutoModelForCausalLM
+
+    from draftkit.demo import demo_model_path
+    from draftkit.sources.layerskip.command import main
+
+    out = tmp_path / "skip.json"
+    code = main(["--model", "demo", "--iterations", "1", "-o", str(out), "--max-new-tokens", "4",
+                 "--no-progress", "--threads", "1"])
+    assert code == 0
+    demo = AutoModelForCausalLM.from_pretrained(demo_model_path("target"))
+    SkipSet.load(out, demo)  # recorded for the demo target

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .demo import resolve_model_path
 from .errors import DraftkitError, InvalidInputError
 
 __all__ = ["main", "build_parser", "load_model_and_tokenizer", "resolve_model_path"]
@@ -34,30 +35,6 @@ class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if "(default" in text or action.default in (None, False, argparse.SUPPRESS):
             return text
         return super()._get_help_string(action)
-
-def resolve_model_path(name: str) -> Path:
-    """``demo`` (or ``demo-draft``) means the shipped demo models; anything else is a folder."""
-    if name in ("demo", "demo-target", "demo-draft"):
-        from .demo import demo_model_path
-
-        try:
-            path = demo_model_path("draft" if name == "demo-draft" else "target")
-        except FileNotFoundError as exc:
-            raise DraftkitError(str(exc)) from exc
-        if not (path / "config.json").exists():
-            raise DraftkitError(
-                f"the demo model is not present at {path}; train it with `nox -s train_demo` "
-                "or pass --model PATH to a Hugging Face model folder"
-            )
-        return path
-    path = Path(name).expanduser()
-    if not (path / "config.json").exists():
-        raise DraftkitError(
-            f"{name!r} is not a model folder (no config.json); pass a local Hugging Face model folder "
-            "or 'demo' (model hubs are not used by draftkit's CLI)"
-        )
-    return path
-
 
 def load_model_and_tokenizer(name: str, dtype: str = "float32") -> tuple[Any, Any]:
     """Load with the ordinary ``from_pretrained(path)`` calls."""

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["DEMO_MODEL_KINDS", "demo_model_path"]
+from ..errors import DraftkitError
+
+__all__ = ["DEMO_MODEL_KINDS", "demo_model_path", "resolve_model_path"]
 
 #: The shipped models: the target and its draft-model baseline.
 DEMO_MODEL_KINDS = ("target", "draft")
@@ -38,5 +40,27 @@ def demo_model_path(kind: str = "target") -> Path:
             f"the demo model {kind!r} is not in {path}; train it with "
             "`python -m draftkit.demo.train --out WORK_DIR` (about two hours on a CPU core), "
             "or reinstall draftkit from a distribution that includes it"
+        )
+    return path
+
+
+def resolve_model_path(name: str) -> Path:
+    """``demo`` (or ``demo-draft``) means the shipped demo models; anything else is a folder."""
+    if name in ("demo", "demo-target", "demo-draft"):
+        try:
+            path = demo_model_path("draft" if name == "demo-draft" else "target")
+        except FileNotFoundError as exc:
+            raise DraftkitError(str(exc)) from exc
+        if not (path / "config.json").exists():
+            raise DraftkitError(
+                f"the demo model is not present at {path}; train it with `nox -s train_demo` "
+                "or pass --model PATH to a Hugging Face model folder"
+            )
+        return path
+    path = Path(name).expanduser()
+    if not (path / "config.json").exists():
+        raise DraftkitError(
+            f"{name!r} is not a model folder (no config.json); pass a local Hugging Face model folder "
+            "or 'demo' (model hubs are not used by draftkit's CLI)"
         )
     return path

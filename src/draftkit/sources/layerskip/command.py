@@ -35,7 +35,8 @@ DEFAULT_PROMPTS = (
 
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``draftkit layerskip search``."""
-    parser.add_argument("--model", required=True, help="model directory or name (AutoModelForCausalLM)")
+    parser.add_argument("--model", required=True,
+                        help="model directory or name (AutoModelForCausalLM), or 'demo' for the shipped demo target")
     parser.add_argument(
         "--prompts",
         type=Path,
@@ -115,9 +116,13 @@ def run_search(args: argparse.Namespace) -> int:
     dtype = getattr(torch, str(args.dtype), None)
     if not isinstance(dtype, torch.dtype):
         raise SystemExit(f"unknown --dtype {args.dtype!r}; use float32, bfloat16 or float16")
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype).eval()
+    from ...demo import resolve_model_path
+
+    # "demo" is the shipped demo target; other names go to from_pretrained as given.
+    model_path = resolve_model_path(args.model) if args.model in ("demo", "demo-target", "demo-draft") else args.model
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).eval()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(args.model)
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
     except (OSError, ValueError):
         tokenizer = None
     prompts = read_prompts(args.prompts, tokenizer)
