@@ -264,15 +264,18 @@ def test_auto_budget_stops_asking_a_slow_useless_source():
     assert len(calls) < out.stats.steps / 2
 
 
-def test_wants_draft_compares_drafting_with_a_plain_step():
+def test_wants_draft_compares_what_asking_earned_with_a_plain_step():
     grid = np.array([0, 1, 2, 4, 8])
     policy = CostAwareBudget(grid, 0.01 * (1 + grid / 8), explore=0)
     chain = TokenTree.from_parents(np.arange(8), np.arange(-1, 7))
-    assert policy.wants_draft()  # nothing known yet
-    for _ in range(20):  # drafts cost 20 ms and are half right
-        policy.observe(chain, Verdict(tuple(range(4)), 0), 8, 0.02)
-        policy.observe(TokenTree.empty(), Verdict((), 0), 0, 0.001)
-    assert policy.wants_draft()  # 5 tokens per 35 ms beat 1 token per 11 ms
-    for _ in range(60):  # now they are never right
-        policy.observe(chain, Verdict((), 0), 8, 0.02)
-    assert not policy.wants_draft()
+
+    def step(right: int, overhead: float) -> bool:
+        asked = policy.wants_draft()
+        policy.choose(8 if asked else 0)
+        tree = chain if asked else TokenTree.empty()
+        policy.observe(tree, Verdict(tuple(range(right if asked else 0)), 0), 8 if asked else 0, overhead)
+        return asked
+
+    assert all(step(4, 0.02) for _ in range(20))  # 5 tokens per 40 ms beat 1 per 10 ms: keep asking
+    asked = [step(0, 0.02) for _ in range(40)]  # now drafts cost 20 ms and are never right
+    assert not any(asked[-30:])  # ... so the source sits out

@@ -218,7 +218,11 @@ class CostAwareBudget:
     _step: int = field(default=0, init=False, repr=False)
     _choice: np.ndarray = field(init=False, repr=False)  # last choice per context
     _overhead: float | None = field(default=None, init=False, repr=False)  # per step that drafted
-    _plain_overhead: float | None = field(default=None, init=False, repr=False)  # per step without a draft
+    _plain_overhead: float | None = field(default=None, init=False, repr=False)  # per step the source sat out
+    _asked: bool = field(default=True, init=False, repr=False)  # whether this step asked the source
+    _ask_tokens: np.ndarray = field(init=False, repr=False)  # per context: tokens per step that asked
+    _ask_seconds: np.ndarray = field(init=False, repr=False)  # per context: seconds per step that asked
+    _ask_count: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.grid = np.asarray(self.grid, dtype=np.int64)
@@ -232,6 +236,9 @@ class CostAwareBudget:
         self._verified_count = np.zeros((_N_STATES, self.max_budget))
         # Until something is observed, verify the largest budget: one big step informs every smaller one.
         self._choice = np.full(_N_STATES, self.max_budget)
+        self._ask_tokens = np.zeros(_N_STATES)
+        self._ask_seconds = np.zeros(_N_STATES)
+        self._ask_count = np.zeros(_N_STATES)
 
     @classmethod
     def calibrate(cls, target: object, max_budget: int = 64, **options: Any) -> CostAwareBudget:
@@ -264,18 +271,25 @@ class CostAwareBudget:
         return (1.0 + self.expected_accepted(budgets)) / (costs + (self._overhead or 0.0))
 
     def wants_draft(self) -> bool:
-        """Draft unless no budget's expected rate, drafting time included, beats a plain step.
+        """Ask the source unless, in the current context, steps that asked it emitted fewer
+        tokens per second than a plain step would.
 
-        A source whose drafts are slow to make (a forward pass of layer-skip, a
-        datastore lookup) and rarely accepted in the current context is then not
-        asked at all. Exploration steps always draft, so a context is re-examined.
+        The comparison is empirical: a step that asks pays for drafting (a
+        forward pass of layer-skip, a datastore lookup, nothing found), for the
+        tree it verifies and for the bookkeeping, and a slow or rarely useful
+        source then sits out where it does not pay. Exploration steps always
+        ask, so a context is re-examined, and a context is asked at least three
+        times before it can be skipped.
         """
+        self._asked = True
         if self.explore and (self._step + 1) % self.explore == 0:
             return True
-        if not self._pooled_count.any() or self._overhead is None:
+        s = self._state
+        if self._ask_count[s] < 3 or self._ask_seconds[s] <= 0:
             return True
         plain_rate = 1.0 / (self.costs[0] + (self._plain_overhead or 0.0))
-        return bool(self.expected_rate().max() > plain_rate)
+        self._asked = bool(self._ask_tokens[s] / self._ask_seconds[s] > plain_rate)
+        return self._asked
 
     def choose(self, drafted: int) -> int:
         self._step += 1
@@ -298,10 +312,18 @@ class CostAwareBudget:
         d = self.decay
         if drafted > 0:
             self._overhead = overhead if self._overhead is None else d * self._overhead + (1 - d) * overhead
-        else:
+        if not self._asked:
             self._plain_overhead = (
                 overhead if self._plain_overhead is None else d * self._plain_overhead + (1 - d) * overhead
             )
+        else:  # what asking the source earned in this context (moving averages; plain means at first)
+            s = self._state
+            self._ask_count[s] += 1
+            w = max(1 - d, 1.0 / self._ask_count[s])
+            seconds = float(np.interp(tree.size, self.grid, self.costs)) + overhead
+            self._ask_tokens[s] += w * (len(verdict.accepted_nodes) + 1 - self._ask_tokens[s])
+            self._ask_seconds[s] += w * (seconds - self._ask_seconds[s])
+        self._asked = True
         verified = min(tree.size, self.max_budget)
         if not verified:
             return  # nothing verified: no news about acceptance, the context stays
