@@ -97,7 +97,7 @@ def test_reset_per_request_gives_identical_runs(model):
 
 def test_persistence_raises_acceptance_on_a_repeated_workload(model):
     source = Aded(persist=True, iterations=ITER)
-    dec = SpeculativeDecoder(model, source=source)
+    dec = SpeculativeDecoder(model, source=source, budget=32)  # fixed: "auto" learns across requests
     prompt = torch.tensor([PROMPTS[2]])
     first = dec.generate(prompt, max_new_tokens=NEW)
     second = dec.generate(prompt, max_new_tokens=NEW)
