@@ -108,3 +108,36 @@ def test_block_peers_stop_where_plain_decoding_stops(model_dir, method):
     peer = HFMethod(model, tok, method, extra).run(ids, settings)
     assert len(plain.new_tokens) < len(free.new_tokens)
     assert peer.new_tokens == plain.new_tokens
+
+
+def test_repeats_start_from_the_same_learning_state():
+    """An adaptive method must not learn a prompt in one repeat and exploit it in the next."""
+    import torch
+
+    from draftkit.bench.methods import GenSettings, RunResult
+    from draftkit.bench.prompts import PromptCase
+    from draftkit.bench.runner import BenchConfig, run_benchmark
+
+    class Learner:
+        name, kind = "learner", "draftkit"
+
+        def __init__(self, seen=()):
+            self.seen = list(seen)
+            self.states_at_start = []
+
+        def fork(self):
+            twin = Learner(self.seen)
+            twin.states_at_start = self.states_at_start  # one log for all twins
+            return twin
+
+        def run(self, ids, settings):
+            self.states_at_start.append(tuple(self.seen))
+            self.seen.append(int(ids[0, 0]))
+            return RunResult(new_tokens=[1, 2], wall_time=0.01)
+
+    learner = Learner()
+    prompts = [PromptCase(id=str(i), text=str(i), category="x") for i in range(3)]
+    run_benchmark([learner], prompts, lambda text: torch.tensor([[int(text)]]),
+                  BenchConfig(settings=GenSettings(max_new_tokens=2), repeats=3, warmup=False), progress=False)
+    assert learner.states_at_start == [(), (), (), (0,), (0,), (0,), (0, 1), (0, 1), (0, 1)]
+    assert learner.seen == [0, 1, 2]  # the first run's state goes on to the next prompt

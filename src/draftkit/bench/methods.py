@@ -47,6 +47,9 @@ class Method(Protocol):
 
     def run(self, input_ids: torch.Tensor, settings: GenSettings) -> RunResult: ...
 
+    # Optional: ``fork() -> Method``, a twin with a copy of the method's learning state, used so
+    # that every repeat of a prompt starts from the state the first run started from.
+
 
 def _draftkit_kwargs(settings: GenSettings, tokenizer: Any) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens}
@@ -87,6 +90,26 @@ class PlainMethod:
         return _from_output(out, input_ids.shape[1], time.perf_counter() - t0)
 
 
+def fork_decoder(decoder: Any) -> Any:
+    """A copy of ``decoder`` with its own learning state (source, budget policy) and the same model.
+
+    Repeats of a (prompt, method) pair must all start from the state the first
+    run started from: an adaptive source (ADED's matrix, Token Recycling's
+    table) that learnt a prompt's answer in the first run would otherwise draft
+    it perfectly in the next ones, and a median over repeats would report that.
+    """
+    import copy
+
+    model = decoder.model
+    shared: dict[int, Any] = {id(m): m for m in model.modules()}
+    shared.update({id(p): p for p in model.parameters()})
+    shared.update({id(b): b for b in model.buffers()})
+    tokenizer = getattr(decoder, "tokenizer", None)
+    if tokenizer is not None:
+        shared[id(tokenizer)] = tokenizer
+    return copy.deepcopy(decoder, memo=shared)
+
+
 @dataclass
 class DraftkitMethod:
     """A :class:`~draftkit.SpeculativeDecoder` built around one source."""
@@ -100,6 +123,10 @@ class DraftkitMethod:
         t0 = time.perf_counter()
         out = self.decoder.generate(input_ids, **_draftkit_kwargs(settings, self.tokenizer))
         return _from_output(out, input_ids.shape[1], time.perf_counter() - t0)
+
+    def fork(self) -> DraftkitMethod:
+        """The same method with a copy of the decoder's current learning state (see :func:`fork_decoder`)."""
+        return DraftkitMethod(fork_decoder(self.decoder), self.tokenizer, self.name, self.kind)
 
 
 @dataclass
@@ -119,6 +146,10 @@ class OracleMethod:
     tokenizer: Any
     name: str = "oracle"
     kind: str = "bound"
+
+    def fork(self) -> OracleMethod:
+        twin = fork_decoder(self.decoder)
+        return OracleMethod(twin, self.plain, twin.source, self.tokenizer, self.name, self.kind)
 
     def run(self, input_ids: torch.Tensor, settings: GenSettings) -> RunResult:
         kwargs = _draftkit_kwargs(settings, self.tokenizer)

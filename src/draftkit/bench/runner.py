@@ -2,7 +2,10 @@
 
 Method: every prompt is run by every method before the next prompt starts
 (interleaving spreads machine noise over all methods alike); each (prompt,
-method) pair runs ``repeats`` times and its median wall time is kept. Speedup is
+method) pair runs ``repeats`` times and its median wall time is kept. Every
+repeat starts from the learning state the first run started from (methods
+with a ``fork()``), so adaptive sources cannot learn an answer in one repeat
+and draft it in the next. Speedup is
 the median over prompts of the per-token time ratio against the faster plain
 baseline (draftkit's loop or HF ``generate``, whichever was faster overall).
 Greedy outputs are compared token for token with draftkit's plain baseline.
@@ -134,8 +137,13 @@ def run_benchmark(
             times: list[float] = []
             first: RunResult | None = None
             tracking = _reset_peak_rss()
-            for _ in range(config.repeats):
-                res = m.run(ids, settings)
+            # Repeats start from the state the first run started from (an adaptive source must not
+            # learn the answer in one repeat and draft it in the next); the first run's state goes on.
+            fork = getattr(m, "fork", None)
+            snapshot = fork() if fork is not None and config.repeats > 1 else None
+            for r in range(config.repeats):
+                runner = m if r == 0 or snapshot is None else (snapshot if r == config.repeats - 1 else snapshot.fork())
+                res = runner.run(ids, settings)
                 times.append(res.wall_time)
                 first = first or res
                 bar.update(1)

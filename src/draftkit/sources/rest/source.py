@@ -54,6 +54,11 @@ class Rest:
     name = "rest"
     capabilities = SourceCapabilities()
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Rest:
+        """Stateless, over a read-only memory-mapped datastore: a copy may be the same object
+        (copying would read the whole datastore into memory)."""
+        return self
+
     def __post_init__(self) -> None:
         if self.store is None and not self.include_context:
             raise InvalidInputError(
