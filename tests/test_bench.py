@@ -141,3 +141,35 @@ def test_repeats_start_from_the_same_learning_state():
                   BenchConfig(settings=GenSettings(max_new_tokens=2), repeats=3, warmup=False), progress=False)
     assert learner.states_at_start == [(), (), (), (0,), (0,), (0,), (0, 1), (0, 1), (0, 1)]
     assert learner.seen == [0, 1, 2]  # the first run's state goes on to the next prompt
+
+
+def test_a_method_whose_state_cannot_be_copied_still_runs_its_repeats():
+    import threading
+
+    import pytest
+    import torch
+
+    from draftkit.bench.methods import GenSettings, RunResult
+    from draftkit.bench.prompts import PromptCase
+    from draftkit.bench.runner import BenchConfig, run_benchmark
+
+    class Locked:
+        name, kind = "locked", "draftkit"
+
+        def __init__(self):
+            self.lock, self.runs = threading.Lock(), 0
+
+        def fork(self):
+            import copy
+
+            return copy.deepcopy(self)  # a lock cannot be copied
+
+        def run(self, ids, settings):
+            self.runs += 1
+            return RunResult(new_tokens=[1], wall_time=0.01)
+
+    method = Locked()
+    with pytest.warns(UserWarning, match="locked: its state cannot be copied"):
+        run_benchmark([method], [PromptCase(id="0", text="0", category="x")], lambda t: torch.tensor([[0]]),
+                      BenchConfig(settings=GenSettings(max_new_tokens=1), repeats=2, warmup=False), progress=False)
+    assert method.runs == 2

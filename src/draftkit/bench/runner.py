@@ -14,6 +14,7 @@ Greedy outputs are compared token for token with draftkit's plain baseline.
 from __future__ import annotations
 
 import statistics
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,7 +141,14 @@ def run_benchmark(
             # Repeats start from the state the first run started from (an adaptive source must not
             # learn the answer in one repeat and draft it in the next); the first run's state goes on.
             fork = getattr(m, "fork", None)
-            snapshot = fork() if fork is not None and config.repeats > 1 else None
+            snapshot = None
+            if fork is not None and config.repeats > 1:
+                try:
+                    snapshot = fork()
+                except Exception as exc:  # e.g. a plugin source holding an uncopyable handle
+                    warnings.warn(f"{m.name}: its state cannot be copied ({type(exc).__name__}: {exc}); "
+                                  "its repeats run on the live state and may learn from each other",
+                                  stacklevel=2)
             for r in range(config.repeats):
                 runner = m if r == 0 or snapshot is None else (snapshot if r == config.repeats - 1 else snapshot.fork())
                 res = runner.run(ids, settings)
