@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from .. import step_context
 from ..types import TokenTree, Verdict
 
 __all__ = [
@@ -162,18 +163,6 @@ def measure_verify_costs(
     return np.minimum.accumulate(fastest[::-1])[::-1]
 
 
-#: Context states of the cost-aware policy: what the previous step of the request accepted.
-_STATE_START, _STATE_MISSED, _STATE_SOME, _STATE_RUN = range(4)
-_N_STATES = 4
-
-
-def _next_state(accepted: int) -> int:
-    """The context a step's accepted draft length gives to the next step."""
-    if accepted <= 0:
-        return _STATE_MISSED
-    return _STATE_SOME if accepted < 3 else _STATE_RUN
-
-
 @dataclass
 class CostAwareBudget:
     """Pick the budget that maximises expected emitted tokens per second.
@@ -214,7 +203,7 @@ class CostAwareBudget:
     _verified_count: np.ndarray = field(init=False, repr=False)  # per context: steps that verified rank r
     _pooled: np.ndarray = field(init=False, repr=False)  # all contexts together
     _pooled_count: np.ndarray = field(init=False, repr=False)
-    _state: int = field(default=_STATE_START, init=False, repr=False)
+    _state: int = field(default=step_context.START, init=False, repr=False)
     _step: int = field(default=0, init=False, repr=False)
     _choice: np.ndarray = field(init=False, repr=False)  # last choice per context
     _overhead: float | None = field(default=None, init=False, repr=False)  # per step that drafted
@@ -232,13 +221,13 @@ class CostAwareBudget:
         # Prior (worth one observation): the r-th node is accepted with chance ~0.7 / (r + 1).
         self._pooled = np.minimum(1.0, 0.72 / (ranks + 1.0))
         self._pooled_count = np.zeros(self.max_budget)
-        self._on_path = np.tile(self._pooled, (_N_STATES, 1))
-        self._verified_count = np.zeros((_N_STATES, self.max_budget))
+        self._on_path = np.tile(self._pooled, (step_context.N_CONTEXTS, 1))
+        self._verified_count = np.zeros((step_context.N_CONTEXTS, self.max_budget))
         # Until something is observed, verify the largest budget: one big step informs every smaller one.
-        self._choice = np.full(_N_STATES, self.max_budget)
-        self._ask_tokens = np.zeros(_N_STATES)
-        self._ask_seconds = np.zeros(_N_STATES)
-        self._ask_count = np.zeros(_N_STATES)
+        self._choice = np.full(step_context.N_CONTEXTS, self.max_budget)
+        self._ask_tokens = np.zeros(step_context.N_CONTEXTS)
+        self._ask_seconds = np.zeros(step_context.N_CONTEXTS)
+        self._ask_count = np.zeros(step_context.N_CONTEXTS)
 
     @classmethod
     def calibrate(cls, target: object, max_budget: int = 64, **options: Any) -> CostAwareBudget:
@@ -251,7 +240,7 @@ class CostAwareBudget:
         return cls(np.asarray(grid), measure_verify_costs(target, grid), **options)
 
     def begin(self) -> None:
-        self._state = _STATE_START
+        self._state = step_context.START
 
     def on_path(self, state: int | None = None) -> np.ndarray:
         """P(rank r is on the accepted path) in a context (default: the current one)."""
@@ -340,4 +329,4 @@ class CostAwareBudget:
             weights = np.maximum(1 - d, 1.0 / (count[:verified] + 1))
             estimate[:verified] += weights * (on_path - estimate[:verified])
         if self.by_previous_step:
-            self._state = _next_state(len(verdict.accepted_nodes))
+            self._state = step_context.context_after(len(verdict.accepted_nodes))

@@ -36,12 +36,16 @@ class StopStringMatcher:
     def _decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
-    def _context_window(self, sequence: Sequence[int]) -> int:
-        """Tokens at the end of ``sequence`` whose text covers the longest stop string (or all of it)."""
+    def _tail(self, sequence: Sequence[int]) -> tuple[list[int], str]:
+        """The last tokens of ``sequence``, enough that those before the last one decode to at least
+        the longest stop string (or all of it), and the text of those before the last one."""
         window = self._longest + 1
-        while window < len(sequence) and len(self._decode(sequence[-window:])) < self._longest:
+        while True:
+            tail = list(sequence[-window:])
+            before = self._decode(tail[:-1])
+            if len(before) >= self._longest or window >= len(sequence):
+                return tail, before
             window *= 2
-        return min(window, len(sequence))
 
     def may_complete_in(self, sequence: Sequence[int], emitted: Sequence[int]) -> bool:
         """False when no token of ``emitted`` (appended to ``sequence``) can complete a stop string.
@@ -57,9 +61,9 @@ class StopStringMatcher:
             return False
         if any("\ufffd" in stop for stop in self.stop_strings):
             return True
-        tail = list(sequence[-self._context_window(sequence):]) if sequence else []
-        start_new = len(self._decode(tail))
-        text = self._decode(tail + list(emitted))
+        tail, before = self._tail([*sequence, emitted[0]])
+        start_new = len(before)
+        text = self._decode(tail[:-1] + list(emitted))
         # Searching a few characters early only ever sends more blocks to the exact check (in case
         # the tail ends in an unfinished character whose decoded length changes with the block).
         return any(
@@ -70,13 +74,7 @@ class StopStringMatcher:
         """Whether the last token of ``sequence`` completes one of the stop strings."""
         if not self.stop_strings or not sequence:
             return False
-        window = self._longest + 1
-        while True:
-            tail = list(sequence[-window:])
-            before = self._decode(tail[:-1])
-            if len(before) >= self._longest or window >= len(sequence):
-                break
-            window *= 2
+        tail, before = self._tail(sequence)
         text = self._decode(tail)
         start_last = len(before)
         for stop in self.stop_strings:

@@ -184,7 +184,7 @@ class TargetSession:
 
         Only for models whose head was checked to be separable
         (``TargetModel.head is not None``): greedy verification then computes
-        logits only for the rows its walk reaches (:meth:`TargetModel.row_logits`).
+        logits only for the rows its walk reaches (:meth:`TargetModel.lazy_logits`).
         """
         head = self.owner.head
         if head is None:
@@ -359,10 +359,6 @@ class TargetModel:
         if rows.shape != full.shape or float((rows - full).abs().max()) > tolerance * scale:
             return None
         return SeparableHead(body, head)
-
-    def row_logits(self, hidden: torch.Tensor, row: int) -> torch.Tensor:
-        """Logits [V] of one row of :meth:`TargetSession.forward_tree_hidden`'s output."""
-        return self.lazy_logits(hidden)[row : row + 1][0]
 
     def lazy_logits(
         self, hidden: torch.Tensor, tree: TokenTree | None = None, chain_rows: int = LAZY_CHAIN_ROWS

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import step_context
 from ..errors import IncompatiblePartsError
 from ..interfaces import DraftSource
 from ..types import Draft, DraftKind, DraftRequest, SourceCapabilities, StepFeedback
@@ -49,15 +50,6 @@ def matched_prefix(sequences: Sequence[np.ndarray], emitted: np.ndarray) -> int:
 
 #: Pseudo-observations of the prior (in units of the moving average's total weight, which tends to 1).
 _PRIOR_STRENGTH = 0.1
-#: Member contexts: the request's first step, then the member's matched length on its last step.
-_CTX_START, _CTX_MISSED, _CTX_SOME, _CTX_RUN = range(4)
-_N_CONTEXTS = 4
-
-
-def _context_after(matched: int) -> int:
-    if matched <= 0:
-        return _CTX_MISSED
-    return _CTX_SOME if matched < 3 else _CTX_RUN
 
 
 @dataclass
@@ -93,9 +85,9 @@ class Composite:
         self._reset_statistics()
 
     def _reset_statistics(self) -> None:
-        self._hits = np.zeros((len(self.members), _N_CONTEXTS, self.max_depth))
-        self._tries = np.zeros((len(self.members), _N_CONTEXTS, self.max_depth))
-        self._context = np.full(len(self.members), _CTX_START)
+        self._hits = np.zeros((len(self.members), step_context.N_CONTEXTS, self.max_depth))
+        self._tries = np.zeros((len(self.members), step_context.N_CONTEXTS, self.max_depth))
+        self._context = np.full(len(self.members), step_context.START)
         self._last = []
 
     @property
@@ -132,7 +124,7 @@ class Composite:
         return expected / expected.sum()
 
     def begin(self, prompt: np.ndarray) -> None:
-        self._context[:] = _CTX_START
+        self._context[:] = step_context.START
         for m in self.members:
             m.begin(prompt)
 
@@ -193,7 +185,7 @@ class Composite:
             self._hits[m, c, :observed] = self.decay * self._hits[m, c, :observed] + (1 - self.decay) * hit
             self._tries[m, c, :observed] = self.decay * self._tries[m, c, :observed] + (1 - self.decay)
             if self.by_context:
-                self._context[m] = _context_after(matched)
+                self._context[m] = step_context.context_after(matched)
 
     def reset(self) -> None:
         self._reset_statistics()
