@@ -20,7 +20,7 @@ from ..errors import PromptTooLongError, UnsupportedModelError
 from ..trees.masks import tree_attention_inputs
 from ..types import TokenTree
 
-__all__ = ["LAZY_CHAIN_ROWS", "LazyLogits", "preferred_next_rows", "SeparableHead", "TargetModel", "TargetSession", "context_window", "sliding_window"]
+__all__ = ["LAZY_CHAIN_ROWS", "LazyLogits", "preferred_next_rows", "SeparableHead", "TargetModel", "TargetSession", "chunked_attention_size", "context_window", "sliding_window", "slot_local_window"]
 
 
 def context_window(config: object) -> int | None:
@@ -41,6 +41,37 @@ def sliding_window(config: object) -> int | None:
     if layer_types is not None and not any("sliding" in str(t) for t in layer_types):
         return None
     return window if isinstance(window, int) and window > 0 else None
+
+
+def chunked_attention_size(config: object) -> int | None:
+    """Chunk size of chunked attention layers (Llama 4), ``None`` without them.
+
+    A token in such a layer sees only the earlier tokens of its own chunk. A
+    tree step passes its own 4-D mask, which the model uses as it is, so the
+    step would attend across a chunk boundary where plain decoding does not.
+    """
+    chunk = getattr(config, "attention_chunk_size", None)
+    if not isinstance(chunk, int) or chunk <= 0:
+        return None
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types is not None and not any("chunk" in str(t) for t in layer_types):
+        return None
+    return chunk
+
+
+def slot_local_window(config: object) -> int | None:
+    """Window of local attention applied by KV-cache *slot* (GPT-Neo), ``None`` without it.
+
+    GPT-Neo masks keys more than ``window_size`` cache slots before the query.
+    In a tree step, node ``i`` sits in slot ``cache_len + 1 + i`` but at the
+    position of its depth, so once slots pass the window the model masks keys
+    that plain decoding at that position would still see.
+    """
+    layers = getattr(config, "attention_layers", None)
+    window = getattr(config, "window_size", None)
+    if not isinstance(window, int) or window <= 0 or not isinstance(layers, (list, tuple)):
+        return None
+    return window if any(str(kind) == "local" for kind in layers) else None
 
 
 @dataclass(frozen=True)
@@ -279,6 +310,8 @@ class TargetModel:
         self.config = config
         self.context_window = context_window(config)
         self.sliding_window = sliding_window(config)
+        self.attention_chunk = chunked_attention_size(config)
+        self.slot_window = slot_local_window(config)
         param = next(model.parameters())
         self.device = param.device
         self.dtype = param.dtype
@@ -384,18 +417,40 @@ class TargetModel:
                     "arbitrary tree path; such models are not supported"
                 )
 
-    def check_length(self, prompt_len: int, max_new_tokens: int) -> None:
-        """Refuse prompts that do not fit, and sliding windows that would be exceeded."""
+    def check_length(self, prompt_len: int, max_new_tokens: int, tree_nodes: int = 0) -> None:
+        """Refuse prompts that do not fit, and requests that would leave a restricted attention span.
+
+        ``tree_nodes`` is the most draft nodes a step verifies (0 for plain
+        decoding). Sliding-window and chunked layers are checked by position:
+        the tree mask replaces the model's own window, which is exact only while
+        every position lies inside the first window. GPT-Neo's local layers are
+        checked by cache slot, which a tree step pushes ``tree_nodes`` past the
+        positions.
+        """
         if self.context_window is not None and prompt_len > self.context_window:
             raise PromptTooLongError(
                 f"the prompt has {prompt_len} tokens but the model's context window is "
                 f"{self.context_window}; shorten the prompt to at most {self.context_window} tokens"
             )
-        if self.sliding_window is not None and prompt_len + max_new_tokens > self.sliding_window:
+        total = prompt_len + max_new_tokens
+        if self.sliding_window is not None and total > self.sliding_window:
             raise UnsupportedModelError(
                 f"prompt ({prompt_len}) + max_new_tokens ({max_new_tokens}) exceeds the model's "
                 f"sliding attention window ({self.sliding_window}); a sliding-window cache cannot be "
                 "rolled back past the window. Lower max_new_tokens or shorten the prompt"
+            )
+        if tree_nodes and self.attention_chunk is not None and total > self.attention_chunk:
+            raise UnsupportedModelError(
+                f"prompt ({prompt_len}) + max_new_tokens ({max_new_tokens}) exceeds the model's attention "
+                f"chunk ({self.attention_chunk} tokens): tree verification would attend across the chunk "
+                "boundary and change the output. Lower max_new_tokens or shorten the prompt"
+            )
+        if tree_nodes and self.slot_window is not None and total + tree_nodes > self.slot_window:
+            raise UnsupportedModelError(
+                f"prompt ({prompt_len}) + max_new_tokens ({max_new_tokens}) + draft nodes per step "
+                f"({tree_nodes}) exceeds the model's local attention window ({self.slot_window} cache "
+                "slots): its local layers would mask tokens that plain decoding sees. Lower "
+                "max_new_tokens, shorten the prompt or use a smaller budget"
             )
 
     # -- requests -----------------------------------------------------------------------------

@@ -12,15 +12,48 @@ from typing import Any
 
 import torch
 
-__all__ = ["ARCHITECTURES", "tiny_config", "tiny_model"]
+__all__ = ["ARCHITECTURES", "MORE_ARCHITECTURES", "tiny_config", "tiny_model"]
 
-#: Architectures covered by the engine's tests.
+#: Architectures covered by the engine's property tests.
 ARCHITECTURES = ("llama", "gpt2", "qwen2", "mistral", "gpt_neox")
+
+#: More decoder-only families, built by the generic recipe of :func:`tiny_config`
+#: and checked for lossless greedy output by ``tests/test_architectures.py``.
+#: Names missing from the installed ``transformers`` are skipped there.
+MORE_ARCHITECTURES = (
+    "qwen3", "phi", "phi3", "gemma", "gemma2", "gemma3_text", "opt", "falcon", "gptj", "codegen",
+    "stablelm", "olmo", "olmo2", "starcoder2", "gpt_bigcode", "cohere", "granite", "smollm3", "mixtral",
+    "qwen2_moe", "gpt_neo", "biogpt", "persimmon", "nemotron", "glm", "helium", "llama4_text",
+)
+
+# Size fields of the generic recipe: every name a config class has gets the value.
+_GENERIC_SIZES: dict[str, Any] = {
+    "hidden_size": 32, "n_embd": 32, "d_model": 32,
+    "num_hidden_layers": 2, "n_layer": 2, "num_layers": 2,
+    "num_attention_heads": 4, "n_head": 4, "num_heads": 4,
+    "num_key_value_heads": 2, "head_dim": 8,
+    "intermediate_size": 64, "n_inner": 64, "ffn_dim": 64,
+    "moe_intermediate_size": 16, "shared_expert_intermediate_size": 16,
+    "num_local_experts": 4, "num_experts": 4, "num_experts_per_tok": 2,
+}
+# Per-family fixes that make the tiny generic config consistent.
+_GENERIC_FIXES: dict[str, dict[str, Any]] = {
+    "gptj": {"rotary_dim": 4}, "codegen": {"rotary_dim": 4},
+    "gpt_neo": {"attention_types": [[["global", "local"], 1]], "window_size": 256},
+    "gpt_bigcode": {"multi_query": True},
+    "falcon": {"new_decoder_architecture": False, "multi_query": True, "alibi": False},
+    "llama4_text": {"intermediate_size_mlp": 64, "interleave_moe_layer_step": 1, "num_local_experts": 2,
+                    "num_experts_per_tok": 1},
+}
+#: Mixture-of-experts families: their default experts kernel has no float64 CPU path.
+_EAGER_EXPERTS = frozenset({"mixtral", "qwen2_moe", "qwen3_moe", "llama4_text", "granitemoe", "gpt_oss"})
 
 
 def tiny_config(arch: str, vocab_size: int = 97, *, layers: int = 2, context: int = 256,
-                eos_token_id: int | None = None) -> Any:
-    """A small config of ``arch`` (one of :data:`ARCHITECTURES`)."""
+                eos_token_id: int | None = None, **overrides: Any) -> Any:
+    """A small config of ``arch``: one of :data:`ARCHITECTURES` (hand-written configs), or any
+    other ``model_type`` of the installed ``transformers`` (a generic recipe, see
+    :data:`MORE_ARCHITECTURES`). ``overrides`` are extra config fields (generic recipe only)."""
     import transformers as tf
 
     common: dict[str, Any] = dict(vocab_size=vocab_size, eos_token_id=eos_token_id, bos_token_id=None,
@@ -42,12 +75,34 @@ def tiny_config(arch: str, vocab_size: int = 97, *, layers: int = 2, context: in
     if arch == "gpt_neox":
         return tf.GPTNeoXConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
                                 num_attention_heads=4, max_position_embeddings=context, **common)
-    raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    return _generic_config(arch, layers, context, common, **overrides)
+
+
+def _generic_config(arch: str, layers: int, context: int, common: dict[str, Any], **overrides: Any) -> Any:
+    """A tiny config of any ``model_type``: the size fields its class has, plus per-family fixes."""
+    import dataclasses
+    import inspect
+
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    if arch not in CONFIG_MAPPING:
+        raise ValueError(f"unknown architecture {arch!r} in this transformers version")
+    cls = CONFIG_MAPPING[arch]
+    fields = set(inspect.signature(cls.__init__).parameters)
+    if dataclasses.is_dataclass(cls):
+        fields |= {f.name for f in dataclasses.fields(cls)}
+    sizes = dict(_GENERIC_SIZES, max_position_embeddings=context, n_positions=context,
+                 num_hidden_layers=layers, n_layer=layers, num_layers=layers)
+    kwargs = {k: v for k, v in sizes.items() if k in fields}
+    kwargs.update({k: v for k, v in common.items() if k in fields})
+    kwargs.update(_GENERIC_FIXES.get(arch, {}))
+    kwargs.update(overrides)
+    return cls(**kwargs)
 
 
 def tiny_model(arch: str = "llama", vocab_size: int = 97, *, seed: int = 0, layers: int = 2,
                context: int = 256, eos_token_id: int | None = None,
-               dtype: torch.dtype = torch.float64) -> torch.nn.Module:
+               dtype: torch.dtype = torch.float64, **overrides: Any) -> torch.nn.Module:
     """A random model of ``arch`` in eval mode, deterministic for a seed.
 
     Random weights give nearly uniform next-token distributions; the logits are
@@ -56,9 +111,11 @@ def tiny_model(arch: str = "llama", vocab_size: int = 97, *, seed: int = 0, laye
     """
     from transformers import AutoModelForCausalLM
 
-    config = tiny_config(arch, vocab_size, layers=layers, context=context, eos_token_id=eos_token_id)
+    config = tiny_config(arch, vocab_size, layers=layers, context=context, eos_token_id=eos_token_id,
+                         **overrides)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config)
+    extra = {"experts_implementation": "eager"} if arch in _EAGER_EXPERTS else {}
+    model = AutoModelForCausalLM.from_config(config, **extra)
     with torch.no_grad():
         head = model.get_output_embeddings()
         head.weight.mul_(8.0)

@@ -1,0 +1,105 @@
+"""Lossless greedy output on many decoder-only families, and clear refusals where it cannot be.
+
+The property tests run on five hand-written architectures; this module casts a
+wider net with tiny *float64* random models of every family in
+:data:`draftkit.testing.models.MORE_ARCHITECTURES` (float64, so that near-ties
+cannot flip an argmax between a tree forward and single-token forwards). Each
+family decodes a few repetitive prompts (so the drafts are accepted and
+rejected in branching trees) with the speculative decoder, and the tokens must
+equal draftkit's plain loop and Hugging Face ``generate``.
+
+Attention that is restricted by position or cache slot (sliding windows,
+Llama 4's chunks, GPT-Neo's local layers) is exact under a tree mask only while
+the request stays inside the window: inside it the output must match, past it
+the request must be refused with a message that says why.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+import draftkit
+from draftkit.errors import UnsupportedModelError
+from draftkit.testing.models import MORE_ARCHITECTURES, tiny_model
+
+VOCAB = 131
+
+
+def _available(arch: str) -> bool:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    return arch in CONFIG_MAPPING
+
+
+@functools.lru_cache(maxsize=4)
+def _model(arch: str, **overrides: object) -> torch.nn.Module:
+    return tiny_model(arch, VOCAB, **overrides)
+
+
+def _prompts(seed: int, count: int = 3, longest: int = 40) -> list[torch.Tensor]:
+    """Short repeated patterns with a little noise: prompt lookup finds drafts, some of them wrong."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        length = int(rng.integers(5, longest + 1))
+        ids = np.resize(rng.integers(0, VOCAB, size=int(rng.integers(2, 7))), length)
+        ids[int(rng.integers(0, length))] = int(rng.integers(0, VOCAB))
+        out.append(torch.tensor(ids)[None])
+    return out
+
+
+def _hf_greedy(model: torch.nn.Module, ids: torch.Tensor, new: int) -> list[int]:
+    with torch.inference_mode():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=new,
+                             eos_token_id=None, pad_token_id=0)
+    return out[0].tolist()
+
+
+@pytest.mark.parametrize("arch", MORE_ARCHITECTURES)
+def test_speculative_greedy_equals_plain_and_hf(arch: str) -> None:
+    if not _available(arch):
+        pytest.skip(f"{arch} is not in this transformers version")
+    model = _model(arch)
+    spec = draftkit.SpeculativeDecoder(model, source="pld", budget=8)
+    plain = draftkit.PlainDecoder(model)
+    for ids in _prompts(seed=len(arch)):
+        got = spec.generate(ids, max_new_tokens=30).sequences[0].tolist()
+        assert got == plain.generate(ids, max_new_tokens=30).sequences[0].tolist(), arch
+        assert got == _hf_greedy(model, ids, 30), arch
+
+
+def test_chunked_attention_inside_the_first_chunk_is_exact_and_past_it_refused() -> None:
+    """Llama 4's chunked layers: the tree mask would attend across a chunk boundary."""
+    if not _available("llama4_text"):
+        pytest.skip("llama4_text is not in this transformers version")
+    model = _model("llama4_text", attention_chunk_size=24)
+    spec = draftkit.SpeculativeDecoder(model, source="pld", budget=8)
+    for ids in _prompts(seed=4, longest=12):
+        new = 24 - ids.shape[1]
+        got = spec.generate(ids, max_new_tokens=new).sequences[0].tolist()
+        assert got == _hf_greedy(model, ids, new)
+    ids = _prompts(seed=5, count=1, longest=12)[0]
+    with pytest.raises(UnsupportedModelError, match="attention chunk"):
+        spec.generate(ids, max_new_tokens=24)
+    # Plain decoding has no tree mask: it is not limited by the chunk.
+    plain = draftkit.PlainDecoder(model).generate(ids, max_new_tokens=24).sequences[0].tolist()
+    assert plain == _hf_greedy(model, ids, 24)
+
+
+def test_slot_local_attention_is_checked_with_the_tree_slots() -> None:
+    """GPT-Neo's local layers mask by cache slot; tree nodes sit in slots past their positions."""
+    model = _model("gpt_neo", window_size=32)
+    spec = draftkit.SpeculativeDecoder(model, source="pld", budget=8)
+    for ids in _prompts(seed=6, longest=12):
+        new = 32 - 8 - ids.shape[1]
+        got = spec.generate(ids, max_new_tokens=new).sequences[0].tolist()
+        assert got == _hf_greedy(model, ids, new)
+    ids = _prompts(seed=7, count=1, longest=12)[0]
+    with pytest.raises(UnsupportedModelError, match="local attention window"):
+        spec.generate(ids, max_new_tokens=32 - 8 - ids.shape[1] + 1)
+    plain = draftkit.PlainDecoder(model).generate(ids, max_new_tokens=40).sequences[0].tolist()
+    assert plain == _hf_greedy(model, ids, 40)
