@@ -103,3 +103,23 @@ def test_slot_local_attention_is_checked_with_the_tree_slots() -> None:
         spec.generate(ids, max_new_tokens=32 - 8 - ids.shape[1] + 1)
     plain = draftkit.PlainDecoder(model).generate(ids, max_new_tokens=40).sequences[0].tolist()
     assert plain == _hf_greedy(model, ids, 40)
+
+
+@pytest.mark.parametrize(
+    ("arch", "overrides", "reason"),
+    [
+        ("bloom", {}, "ALiBi"),
+        ("mpt", {"expansion_ratio": 2}, "ALiBi"),
+        ("mamba", {"state_size": 8, "expand": 2, "conv_kernel": 4}, "recurrent or state-space"),
+        ("falcon_h1", {}, "recurrent or state-space"),
+        ("openai-gpt", {}, "no key/value cache"),
+    ],
+)
+def test_unsupported_families_are_refused_saying_why(arch: str, overrides: dict, reason: str) -> None:
+    if not _available(arch):
+        pytest.skip(f"{arch} is not in this transformers version")
+    model = tiny_model(arch, VOCAB, **overrides)
+    with pytest.raises(UnsupportedModelError, match=reason) as info:
+        draftkit.SpeculativeDecoder(model)
+    assert type(model).__name__ in str(info.value)
+    assert "attn_implementation='sdpa' or 'eager'" not in str(info.value)  # no advice that cannot help

@@ -74,6 +74,24 @@ def slot_local_window(config: object) -> int | None:
     return window if any(str(kind) == "local" for kind in layers) else None
 
 
+def _unsupported_hint(config: object) -> str | None:
+    """What most likely keeps a model from tree verification, read from its config."""
+    attn_config = getattr(config, "attn_config", None)
+    if getattr(config, "alibi", False) or getattr(attn_config, "alibi", False) or (
+        getattr(config, "model_type", None) == "bloom"
+    ):
+        return "its ALiBi position biases are built from a 2-D padding mask, which cannot express a token tree"
+    layer_types = [str(t) for t in getattr(config, "layer_types", None) or ()]
+    recurrent_fields = ("mamba_d_state", "ssm_state_size", "state_size", "layers_block_type", "block_types",
+                        "lru_width", "linear_num_value_heads")
+    if any(hasattr(config, f) for f in recurrent_fields) or any(
+        "mamba" in t or "linear" in t or "recurrent" in t for t in layer_types
+    ):
+        return ("it keeps recurrent or state-space state besides a key/value cache, which cannot be rolled "
+                "back to one branch of a tree")
+    return None
+
+
 @dataclass(frozen=True)
 class SeparableHead:
     """The model split into its body (up to the final hidden states) and its LM head.
@@ -349,20 +367,31 @@ class TargetModel:
                     scale = float(plain.abs().max()) + 1e-6
                     tolerance = {torch.float64: 1e-6, torch.float32: 1e-3}.get(self.dtype, 5e-2)
                     if float((logits[node + 1] - plain).abs().max()) > tolerance * scale:
-                        raise UnsupportedModelError(
-                            f"{type(self.model).__name__} ignores the 4-D tree attention mask (attention "
-                            f"implementation {getattr(self.config, '_attn_implementation', '?')!r}): tree "
-                            "verification would change the output. Load the model with "
-                            "attn_implementation='sdpa' or 'eager'"
-                        )
+                        raise UnsupportedModelError(self._mask_ignored_message())
         except UnsupportedModelError:
             raise
-        except Exception as exc:  # the model's own error says more than ours could
+        except Exception as exc:  # the model's own error, with what it most likely means
+            hint = _unsupported_hint(self.config)
+            if hint is None and isinstance(exc, AttributeError) and "past_key_values" in str(exc):
+                hint = "it returns no key/value cache"
             raise UnsupportedModelError(
-                f"{type(self.model).__name__} cannot run tree verification ({type(exc).__name__}: {exc}). "
-                "draftkit needs a decoder-only model that accepts a 4-D attention mask, position_ids "
-                "and a DynamicCache"
+                f"{type(self.model).__name__} cannot run tree verification"
+                + (f": {hint}" if hint else "")
+                + f" ({type(exc).__name__}: {exc}). draftkit needs a decoder-only model that accepts a 4-D "
+                "attention mask, position_ids and a DynamicCache"
             ) from exc
+
+    def _mask_ignored_message(self) -> str:
+        implementation = getattr(self.config, "_attn_implementation", None)
+        name = type(self.model).__name__
+        hint = _unsupported_hint(self.config)
+        if implementation in ("sdpa", "eager"):  # nothing to switch to: the model's attention itself
+            return (f"{name}'s attention does not follow a 4-D attention mask"
+                    + (f" ({hint})" if hint else "") + ": tree verification would change the output, so "
+                    "this model is not supported")
+        return (f"{name} ignores the 4-D tree attention mask (attention implementation {implementation!r}): "
+                "tree verification would change the output. Load the model with attn_implementation='sdpa' "
+                "or 'eager'")
 
     def _probe_separable_head(self) -> SeparableHead | None:
         """The body/head split of the model, if its logits are exactly ``head(body(x))``.
