@@ -15,7 +15,7 @@ import torch
 from transformers import DynamicCache
 
 from draftkit.errors import UnsupportedModelError
-from draftkit.sources.layerskip import LayerSkip, SkipSet, model_layout, supported_architectures
+from draftkit.sources.layerskip import LayerSkip, SkipSet, find_layout, model_layout, supported_architectures
 from draftkit.sources.layerskip.forward import causal_mask, skip_forward
 from draftkit.testing.models import ARCHITECTURES
 from helpers import cached_model
@@ -125,6 +125,7 @@ def test_drafting_never_mutates_the_model() -> None:
 
 
 def test_unsupported_architecture_is_refused_with_its_name() -> None:
+    """OPT is not built like Llama: the Llama layout fails the reproduction check, refused at construction."""
     from transformers import AutoModelForCausalLM, OPTConfig
 
     import draftkit
@@ -134,11 +135,46 @@ def test_unsupported_architecture_is_refused_with_its_name() -> None:
     model = AutoModelForCausalLM.from_config(config).to(torch.float64).eval()
     with pytest.raises(UnsupportedModelError, match=r"model type 'opt'.*supported: gpt2, gpt_neox, llama"):
         model_layout(model)
-    with pytest.raises(UnsupportedModelError, match="'opt'"):
+    with pytest.raises(UnsupportedModelError, match=r"model type 'opt'.*Llama layout.*does not reproduce"):
         LayerSkip().prepare(model)
-    decoder = draftkit.SpeculativeDecoder(model, source="layerskip")
     with pytest.raises(UnsupportedModelError, match="source='pld'"):
-        decoder.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=4)
+        draftkit.SpeculativeDecoder(model, source="layerskip")
+    with pytest.raises(UnsupportedModelError, match="'opt'"):  # inside a composite too
+        draftkit.SpeculativeDecoder(model, source=["pld", "layerskip"])
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "phi3", "gemma", "starcoder2", "olmo"])
+def test_llama_built_families_are_accepted_once_the_layout_reproduces_them(arch: str) -> None:
+    """Families outside the table that are built like Llama: proven on the model, then lossless."""
+    import draftkit
+    from draftkit.testing.models import tiny_model
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    if arch not in CONFIG_MAPPING:
+        pytest.skip(f"{arch} is not in this transformers version")
+    model = tiny_model(arch, layers=4)
+    assert arch not in supported_architectures()
+    assert find_layout(model).num_layers == 4
+    decoder = draftkit.SpeculativeDecoder(model, source="layerskip")
+    plain = draftkit.PlainDecoder(model)
+    for prompt in ([1, 2, 3, 4], [5, 9, 5, 9, 5, 9, 7]):
+        ids = torch.tensor([prompt])
+        out = decoder.generate(ids, max_new_tokens=20)
+        assert out.sequences.tolist() == plain.generate(ids, max_new_tokens=20).sequences.tolist()
+        assert out.stats.drafted > 0
+
+
+def test_a_family_that_computes_something_else_is_refused() -> None:
+    """Granite scales each residual branch: the Llama layout would draft from another model, so it is refused."""
+    from draftkit.testing.models import tiny_model
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    if "granite" not in CONFIG_MAPPING:
+        pytest.skip("granite is not in this transformers version")
+    assert find_layout(tiny_model("granite", layers=4)).num_layers == 4  # multipliers of 1: Llama exactly
+    model = tiny_model("granite", layers=4, residual_multiplier=0.5)
+    with pytest.raises(UnsupportedModelError, match=r"'granite'.*does not reproduce"):
+        find_layout(model)
 
 
 def test_missing_sub_block_is_named() -> None:

@@ -37,6 +37,12 @@ class DraftSource(Protocol):
     Lifecycle per ``generate()`` call: ``begin(prompt)`` once, then for each step
     ``propose(request)`` and ``observe(feedback)``. ``reset()`` returns the source
     to its initial state (e.g. the corpus-built matrix of an adaptive source).
+
+    Optional: ``prepare(model)``, called once when a decoder is built around the
+    source. A source that depends on the model (runs it, reads its layers, needs
+    its tokenizer's vocabulary) checks it there and raises
+    :class:`~draftkit.errors.UnsupportedModelError` at construction, instead of
+    failing in the first ``generate()``.
     """
 
     #: A short identifier shown in stats and errors.

@@ -127,6 +127,9 @@ class SpeculativeDecoder(DecoderAPI):
                 raise ContractViolationError(
                     f"the {kind} {obj!r} lacks {', '.join(missing)}(); see draftkit.interfaces"
                 )
+        prepare = getattr(self.source, "prepare", None)
+        if callable(prepare):  # optional: a source that runs the model refuses it here, not mid-request
+            prepare(model)
         caps = self.source.capabilities
         if self.verifier is not None and not self.verifier.supports(caps):
             raise IncompatiblePartsError(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -122,6 +123,13 @@ class Composite:
         """Each member's part of the expected matched length (sums to 1); for reports."""
         expected = self.acceptance().sum(axis=1)
         return expected / expected.sum()
+
+    def prepare(self, model: Any) -> None:
+        """Let every member that checks the model (the optional ``prepare``) do so."""
+        for m in self.members:
+            prepare = getattr(m, "prepare", None)
+            if callable(prepare):
+                prepare(model)
 
     def begin(self, prompt: np.ndarray) -> None:
         self._context[:] = step_context.START

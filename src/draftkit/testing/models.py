@@ -39,7 +39,6 @@ _GENERIC_SIZES: dict[str, Any] = {
 # Per-family fixes that make the tiny generic config consistent.
 _GENERIC_FIXES: dict[str, dict[str, Any]] = {
     "gptj": {"rotary_dim": 4}, "codegen": {"rotary_dim": 4},
-    "gpt_neo": {"attention_types": [[["global", "local"], 1]], "window_size": 256},
     "gpt_bigcode": {"multi_query": True},
     "falcon": {"new_decoder_architecture": False, "multi_query": True, "alibi": False},
     "llama4_text": {"intermediate_size_mlp": 64, "interleave_moe_layer_step": 1, "num_local_experts": 2,
@@ -96,6 +95,9 @@ def _generic_config(arch: str, layers: int, context: int, common: dict[str, Any]
     kwargs = {k: v for k, v in sizes.items() if k in fields}
     kwargs.update({k: v for k, v in common.items() if k in fields})
     kwargs.update(_GENERIC_FIXES.get(arch, {}))
+    if arch == "gpt_neo":  # alternating global / local layers, as many as asked
+        kwargs.update(attention_types=[[["global", "local"], layers // 2]] + [[["global"], 1]] * (layers % 2),
+                      window_size=256)
     kwargs.update(overrides)
     return cls(**kwargs)
 

@@ -6,6 +6,7 @@ skip is a :class:`SkipSet`: a middle band by default, or one found for a model b
 Bayesian optimisation of measured decoding speed (:func:`search_skip_set`).
 """
 
+from .discover import find_layout
 from .exiting import ExitRule, ExitState, should_stop, update_threshold
 from .layers import ModelLayout, model_layout, supported_architectures
 from .skipset import ModelFingerprint, SkipSet
@@ -18,6 +19,7 @@ __all__ = [
     "ModelFingerprint",
     "ModelLayout",
     "SkipSet",
+    "find_layout",
     "model_layout",
     "search_skip_set",
     "should_stop",

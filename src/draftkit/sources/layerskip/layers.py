@@ -15,10 +15,12 @@ Families fall into two residual schemes:
 * *parallel* (GPT-NeoX by default, Phi): both sub-blocks read the layer's input,
   ``h = h + attn(norm1(h)) + mlp(norm2(h))``; Phi feeds both from one norm.
 
-Models of other families are refused with :class:`~draftkit.errors.UnsupportedModelError`
-rather than guessed at: a wrong guess (a missing embedding scale, an extra norm)
-would not change the output, verification is lossless, but it would silently
-give a useless draft.
+Models of other families are not guessed at blindly: a wrong guess (a missing
+embedding scale, an extra norm) would not change the output, verification is
+lossless, but it would silently give a useless draft. :mod:`.discover` tries the
+Llama layout on them and keeps it only if, with nothing skipped, it reproduces
+the model's own logits; otherwise they are refused with
+:class:`~draftkit.errors.UnsupportedModelError`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 from ...errors import UnsupportedModelError
 
-__all__ = ["ArchSpec", "LayerBlocks", "ModelLayout", "ARCHITECTURES", "model_layout", "supported_architectures"]
+__all__ = ["ArchSpec", "LayerBlocks", "ModelLayout", "ARCHITECTURES", "LLAMA_LAYOUT", "model_layout", "supported_architectures"]
 
 
 @dataclass(frozen=True)
@@ -170,15 +172,21 @@ def _get(obj: Any, name: str, where: str, arch: str) -> Any:
     return value
 
 
-def model_layout(model: Any) -> ModelLayout:
+#: The layout tried on families missing from :data:`ARCHITECTURES` (see :mod:`.discover`).
+LLAMA_LAYOUT = _LLAMA_LIKE
+
+
+def model_layout(model: Any, spec: ArchSpec | None = None) -> ModelLayout:
     """Resolve the sub-layers of ``model``; refuse families layer skipping does not know.
 
-    Raises :class:`UnsupportedModelError` naming the unknown ``model_type`` or the
-    missing attribute.
+    ``spec`` overrides the family table (used to try a known layout on an
+    unknown family; :func:`draftkit.sources.layerskip.discover.find_layout`
+    then checks the result on the model). Raises :class:`UnsupportedModelError`
+    naming the unknown ``model_type`` or the missing attribute.
     """
     config = getattr(model, "config", None)
     arch = str(getattr(config, "model_type", "") or "")
-    spec = ARCHITECTURES.get(arch)
+    spec = spec if spec is not None else ARCHITECTURES.get(arch)
     if spec is None:
         raise UnsupportedModelError(
             f"layer skipping does not know the layer layout of model type {arch or type(model).__name__!r}; "

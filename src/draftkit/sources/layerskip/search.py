@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from ...errors import CorruptDataFileError, InvalidInputError, MismatchedDataFileError
-from .layers import model_layout
+from .discover import find_layout
 from .skipset import DEFAULT_BAND, ModelFingerprint, SkipSet
 
 __all__ = ["search_skip_set", "SearchResult", "Trial", "seed_sets", "STATE_FORMAT"]
@@ -285,7 +285,7 @@ def search_skip_set(
     if not calib:
         raise InvalidInputError("search_skip_set needs at least one calibration prompt")
     say = log if log is not None else (lambda msg: None)
-    num_layers = model_layout(model).num_layers
+    num_layers = find_layout(model).num_layers
     fingerprint = ModelFingerprint.of(model)
     digest = _prompts_digest(calib, max_new_tokens)
     options = dict(source_options or {})

@@ -52,7 +52,8 @@ from ...logits import LogitsPipeline, sample_from_probs
 from ...types import Draft, DraftKind, DraftRequest, SourceCapabilities, StepFeedback
 from .exiting import ExitRule, ExitState, should_stop, update_threshold
 from .forward import skip_forward
-from .layers import ModelLayout, model_layout
+from .discover import find_layout
+from .layers import ModelLayout
 from .skipset import DEFAULT_BAND, SkipSet
 
 __all__ = ["LayerSkip", "DEFAULT_MAX_DRAFT", "DEFAULT_THRESHOLDS"]
@@ -146,7 +147,7 @@ class LayerSkip:
         """
         if self._model is model and self._active is not None:
             return self._active
-        layout = model_layout(model)
+        layout = find_layout(model)
         if self.skip_set is None:
             active = SkipSet.middle_band(layout.num_layers, self.band)
         else:
