@@ -146,7 +146,7 @@ def measure_verify_costs(
                 t0 = time.perf_counter()
                 if lazy_rows:  # as greedy verification runs it: the head on a walk's rows, ahead along the path
                     hidden = session.forward_tree_hidden(0, tree)
-                    logits = target.lazy_logits(hidden, tree, _TYPICAL_WALK_ROWS)  # type: ignore[attr-defined]
+                    logits = target.lazy_logits(hidden, tree)  # type: ignore[attr-defined]
                     for row in range(min(tree.size + 1, _TYPICAL_WALK_ROWS)):
                         logits[row : row + 1]
                 else:

@@ -41,7 +41,7 @@ from ..verify.walk import SampleWalkVerifier
 from .budget import BudgetPolicy, CostAwareBudget, FixedBudget, prune_tree
 from .request import RequestPlan, plan_request
 from .stream import DecoderAPI
-from .target import LAZY_CHAIN_ROWS, TargetModel
+from .target import TargetModel
 
 __all__ = ["SpeculativeDecoder", "DEFAULT_BUDGET"]
 
@@ -212,7 +212,6 @@ class SpeculativeDecoder(DecoderAPI):
                 or (type(verifier) is GreedyVerifier and not sampling.uses_context_processors)
             )
         )
-        walked = 1  # logits rows the last verification walk read (accepted + 1)
         history = np.empty(len(sequence) + max_new_tokens + 1, dtype=np.int64)
         history[: len(sequence)] = sequence
         try:
@@ -265,12 +264,8 @@ class SpeculativeDecoder(DecoderAPI):
                 if chosen < tree.size and self.source.capabilities.draft_kind is DraftKind.DETERMINISTIC:
                     tree = prune_tree(tree, chosen)
                 t2 = time.perf_counter()
-                if lazy_rows:
-                    # Inside a run (the last walk read 4+ rows: a quoted passage, a loop) logits rows
-                    # come in chains along the drafted path, as many as the last walk read; in new
-                    # text rows computed ahead would mostly be wasted, so one row per product.
-                    chain = min(LAZY_CHAIN_ROWS, walked) if walked >= 4 else 1
-                    logits = self.target.lazy_logits(target.forward_tree_hidden(sequence[-1], tree), tree, chain)
+                if lazy_rows:  # logits rows come in chains along the tree's preferred path
+                    logits = self.target.lazy_logits(target.forward_tree_hidden(sequence[-1], tree), tree)
                 else:
                     logits = target.forward_tree(sequence[-1], tree)
                 t3 = time.perf_counter()
@@ -289,7 +284,6 @@ class SpeculativeDecoder(DecoderAPI):
                 stats.accepted += len(accepted_nodes)
                 stats.emitted += len(emitted)
                 stats.accept_lengths.append(len(emitted))
-                walked = len(verdict.accepted_nodes) + 1
                 if not reason:
                     target.commit(verdict.accepted_nodes)
                 # What the source and the budget policy learn from stops where generation stops:
