@@ -150,6 +150,21 @@ def test_measured_verify_costs_never_fall_with_size():
     target = TargetModel(cached_model("llama"))
     costs = measure_verify_costs(target, [0, 1, 4, 16], prefix_len=16, repeats=2)
     assert costs.shape == (4,) and np.all(costs > 0) and np.all(np.diff(costs) >= 0)
+    # Past the time limit only the warm-up and one measured round run: still a full, usable curve.
+    calls = []
+    forward = target.start
+
+    def counting_start(prompt):
+        session = forward(prompt)
+        inner = session.forward_tree_hidden if target.head is not None else session.forward_tree
+        name = "forward_tree_hidden" if target.head is not None else "forward_tree"
+        setattr(session, name, lambda *a, **k: calls.append(1) or inner(*a, **k))
+        return session
+
+    target.start = counting_start
+    quick = measure_verify_costs(target, [0, 1, 4, 16], prefix_len=16, repeats=5, time_limit=0.0)
+    assert len(calls) == 2 * 4
+    assert quick.shape == (4,) and np.all(quick > 0) and np.all(np.diff(quick) >= 0)
 
 
 def test_cost_aware_budget_is_not_misled_by_small_poor_drafts():

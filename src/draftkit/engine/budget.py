@@ -118,7 +118,7 @@ _TYPICAL_WALK_ROWS = 4
 
 
 def measure_verify_costs(
-    target: object, sizes: list[int], prefix_len: int = 128, repeats: int = 5
+    target: object, sizes: list[int], prefix_len: int = 128, repeats: int = 5, time_limit: float = 3.0
 ) -> np.ndarray:
     """Seconds of a verify forward with ``k`` tree nodes, for each ``k`` in ``sizes``.
 
@@ -132,6 +132,9 @@ def measure_verify_costs(
     less. With a separable LM head the forward is timed the way greedy
     verification runs it (hidden states for the whole tree, logits for a
     typical walk's rows, in one product).
+
+    Rounds stop early once ``time_limit`` seconds have passed (after the warm-up
+    and one measured round): a big model on a CPU still starts in seconds.
     """
     window = getattr(target, "context_window", None) or 4096
     prefix_len = max(2, min(prefix_len, window - max(sizes) - 2))
@@ -140,8 +143,13 @@ def measure_verify_costs(
     trees = [TokenTree.from_parents(np.zeros(k, np.int64), np.arange(-1, k - 1)) for k in sizes]
     lazy_rows = getattr(target, "head", None) is not None
     session = target.start(prompt)  # type: ignore[attr-defined]
+    started = time.perf_counter()
+    rounds = repeats + 1
     try:
         for r in range(repeats + 1):  # round 0 warms up every shape
+            if r >= 2 and time.perf_counter() - started > time_limit:
+                rounds = r
+                break
             for i, tree in enumerate(trees):
                 t0 = time.perf_counter()
                 if lazy_rows:  # as greedy verification runs it: the head on a walk's rows, ahead along the path
@@ -159,7 +167,7 @@ def measure_verify_costs(
     # Interference from other processes only ever adds time: the fastest run of each size is the
     # best estimate of its cost, and a size that still looks dearer than a bigger one was disturbed
     # in every round, so it takes the bigger one's cost (a suffix minimum, never a raise).
-    fastest = times[1:].min(axis=0)
+    fastest = times[1:rounds].min(axis=0)
     return np.minimum.accumulate(fastest[::-1])[::-1]
 
 
