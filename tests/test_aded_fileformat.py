@@ -169,3 +169,24 @@ def test_saved_learnt_state_loads_as_the_new_corpus_state(tmp_path):
     back = Aded.load(tmp_path / "learnt.aded", iterations=20)
     assert list(back.to_matrix().rows()) == list(src.to_matrix().rows())
     assert back.num_inserted == 0
+
+
+def test_the_decoder_refuses_a_matrix_built_for_another_tokenizer(tmp_path):
+    """A matrix given by path (as the CLI does) is checked against the decoder's tokenizer and model."""
+    import draftkit
+    from draftkit.fingerprint import tokenizer_fingerprint
+    from draftkit.testing.models import tiny_model
+
+    tok, other = make_tokenizer(), make_tokenizer(extra=" zebra quantum")
+    model = tiny_model("llama", vocab_size=len(other))
+    ids = [tok.convert_tokens_to_ids(t) for t in TEXT.split()]
+    path = save_matrix(build_matrix([np.asarray(ids)], len(tok), fingerprint=tokenizer_fingerprint(tok)),
+                       tmp_path / "m.aded")
+    draftkit.SpeculativeDecoder(model, source="aded", source_options={"matrix": str(path)}, tokenizer=tok)
+    with pytest.raises(MismatchedDataFileError, match="another tokenizer"):
+        draftkit.SpeculativeDecoder(model, source="aded", source_options={"matrix": str(path)}, tokenizer=other)
+    with pytest.raises(MismatchedDataFileError, match="another tokenizer"):  # inside a composite too
+        draftkit.SpeculativeDecoder(model, source=["pld", Aded.load(path)], tokenizer=other)
+    small = tiny_model("llama", vocab_size=len(tok) - 2)
+    with pytest.raises(MismatchedDataFileError, match=f"vocabulary of {len(tok)} tokens, but the model has"):
+        draftkit.SpeculativeDecoder(small, source=Aded.load(path))

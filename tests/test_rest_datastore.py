@@ -405,3 +405,19 @@ def test_unsampled_suffix_array_damage_is_an_error_not_a_crash(tmp_path: Path, b
     assert lines.count("kernels: error") == 10 and lines.count("reference: error") == 10
     with pytest.raises(CorruptDataFileError, match="checksum mismatch"):  # what verify then says
         verify_datastore(store)
+
+
+def test_the_decoder_refuses_a_datastore_built_for_another_tokenizer(tmp_path: Path):
+    """A store opened without a tokenizer (as the CLI's path= option does) is checked by the decoder."""
+    import draftkit
+    from draftkit.testing.models import tiny_model
+
+    tok, other = make_tokenizer(), make_tokenizer(extra="completely different words zebra quantum")
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 10)
+    build_datastore_from_files(tmp_path / "s", [corpus], tok, progress=False)
+    model = tiny_model("llama", vocab_size=max(len(tok), len(other)))
+    draftkit.SpeculativeDecoder(model, source="rest", source_options={"path": str(tmp_path / "s")}, tokenizer=tok)
+    with pytest.raises(MismatchedDataFileError, match="built with another tokenizer"):
+        draftkit.SpeculativeDecoder(model, source="rest", source_options={"path": str(tmp_path / "s")},
+                                    tokenizer=other)

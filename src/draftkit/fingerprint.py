@@ -18,7 +18,7 @@ import hashlib
 import json
 from typing import Any
 
-__all__ = ["tokenizer_fingerprint", "FINGERPRINT_PREFIX"]
+__all__ = ["tokenizer_fingerprint", "check_built_for", "FINGERPRINT_PREFIX"]
 
 #: Fingerprints are written as ``"sha256:<64 hex digits>"`` so the scheme can change later.
 FINGERPRINT_PREFIX = "sha256:"
@@ -62,3 +62,32 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     payload = {"vocab": [[tok, idx] for tok, idx in vocab], "added": _added_tokens_of(tokenizer)}
     blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     return FINGERPRINT_PREFIX + hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def check_built_for(what: str, recorded: str | None, tokenizer: Any, vocab_size: int, model_vocab: int) -> None:
+    """Refuse an artefact (``what``, e.g. "the ADED matrix m.aded") that was built for another tokenizer.
+
+    ``recorded`` is the fingerprint stored at build time (``None`` or ``""``:
+    unknown, only the vocabulary is checked); ``tokenizer`` may be ``None``
+    (nothing to compare). ``vocab_size`` is the artefact's vocabulary,
+    ``model_vocab`` the model's number of logits.
+    """
+    from .errors import MismatchedDataFileError
+
+    if vocab_size > model_vocab:
+        raise MismatchedDataFileError(
+            f"{what} was built for a vocabulary of {vocab_size} tokens, but the model has {model_vocab}; "
+            "it was built for another tokenizer. Rebuild it with this model's tokenizer"
+        )
+    if tokenizer is None or not recorded:
+        return
+    try:
+        actual = tokenizer_fingerprint(tokenizer)
+    except TypeError:  # not a Hugging Face tokenizer: nothing to compare
+        return
+    if actual != recorded:
+        raise MismatchedDataFileError(
+            f"{what} was built with another tokenizer (fingerprint {recorded[:19]}..., the decoder's tokenizer "
+            f"has {actual[:19]}...): its token ids would be meaningless drafts. Rebuild it with this model's "
+            "tokenizer"
+        )

@@ -38,11 +38,13 @@ class DraftSource(Protocol):
     ``propose(request)`` and ``observe(feedback)``. ``reset()`` returns the source
     to its initial state (e.g. the corpus-built matrix of an adaptive source).
 
-    Optional: ``prepare(model)``, called once when a decoder is built around the
-    source. A source that depends on the model (runs it, reads its layers, needs
-    its tokenizer's vocabulary) checks it there and raises
-    :class:`~draftkit.errors.UnsupportedModelError` at construction, instead of
-    failing in the first ``generate()``.
+    Optional: ``prepare(model, tokenizer)``, called once when a decoder is built
+    around the source (``tokenizer`` is the decoder's, possibly ``None``). A
+    source that depends on the model (runs it, reads its layers) or on the
+    tokenizer (ids from a data file built with one) checks them there and raises
+    :class:`~draftkit.errors.UnsupportedModelError` or
+    :class:`~draftkit.errors.MismatchedDataFileError` at construction, instead
+    of failing, or drafting nonsense, in the first ``generate()``.
     """
 
     #: A short identifier shown in stats and errors.

@@ -128,8 +128,8 @@ class SpeculativeDecoder(DecoderAPI):
                     f"the {kind} {obj!r} lacks {', '.join(missing)}(); see draftkit.interfaces"
                 )
         prepare = getattr(self.source, "prepare", None)
-        if callable(prepare):  # optional: a source that runs the model refuses it here, not mid-request
-            prepare(model)
+        if callable(prepare):  # optional: a source refuses a model or tokenizer here, not mid-request
+            prepare(model, tokenizer)
         caps = self.source.capabilities
         if self.verifier is not None and not self.verifier.supports(caps):
             raise IncompatiblePartsError(

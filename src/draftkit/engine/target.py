@@ -20,7 +20,17 @@ from ..errors import PromptTooLongError, UnsupportedModelError
 from ..trees.masks import tree_attention_inputs
 from ..types import TokenTree
 
-__all__ = ["LAZY_CHAIN_ROWS", "LazyLogits", "preferred_next_rows", "SeparableHead", "TargetModel", "TargetSession", "chunked_attention_size", "context_window", "sliding_window", "slot_local_window"]
+__all__ = ["LAZY_CHAIN_ROWS", "LazyLogits", "preferred_next_rows", "SeparableHead", "TargetModel", "TargetSession", "chunked_attention_size", "context_window", "logits_size", "sliding_window", "slot_local_window"]
+
+
+def logits_size(model: object) -> int:
+    """Number of logits the model produces per position (its LM head's rows, else ``config.vocab_size``)."""
+    get_head = getattr(model, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    weight = getattr(head, "weight", None)
+    if weight is not None:
+        return int(weight.shape[0])
+    return int(getattr(getattr(model, "config", None), "vocab_size", 0) or 0)
 
 
 def context_window(config: object) -> int | None:
@@ -337,8 +347,7 @@ class TargetModel:
         param = next(model.parameters())
         self.device = param.device
         self.dtype = param.dtype
-        weight = getattr(get_head(), "weight", None)
-        self.vocab_size = int(weight.shape[0]) if weight is not None else int(config.vocab_size)
+        self.vocab_size = logits_size(model)
         self._session: TargetSession | None = None
         self.head: SeparableHead | None = None  # the probes below run the whole model
         self._probe()

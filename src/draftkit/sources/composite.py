@@ -124,12 +124,12 @@ class Composite:
         expected = self.acceptance().sum(axis=1)
         return expected / expected.sum()
 
-    def prepare(self, model: Any) -> None:
-        """Let every member that checks the model (the optional ``prepare``) do so."""
+    def prepare(self, model: Any, tokenizer: Any = None) -> None:
+        """Let every member that checks the model and tokenizer (the optional ``prepare``) do so."""
         for m in self.members:
             prepare = getattr(m, "prepare", None)
             if callable(prepare):
-                prepare(model)
+                prepare(model, tokenizer)
 
     def begin(self, prompt: np.ndarray) -> None:
         self._context[:] = step_context.START

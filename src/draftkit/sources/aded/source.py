@@ -137,6 +137,16 @@ class Aded:
         if self._vocab is not None:
             self._make_table(self._vocab)
 
+    def prepare(self, model: Any, tokenizer: Any = None) -> None:
+        """Refuse a matrix built for another tokenizer (by fingerprint) or a bigger vocabulary."""
+        if self._matrix is None:
+            return
+        from ...engine.target import logits_size
+        from ...fingerprint import check_built_for
+
+        check_built_for("the ADED matrix", self._matrix.fingerprint, tokenizer, self._matrix.vocab_size,
+                        logits_size(model))
+
     # -- construction helpers ------------------------------------------------------------------
 
     @classmethod

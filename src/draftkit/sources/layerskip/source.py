@@ -138,7 +138,7 @@ class LayerSkip:
 
     # -- binding to a model ---------------------------------------------------------------------
 
-    def prepare(self, model: Any) -> SkipSet:
+    def prepare(self, model: Any, tokenizer: Any = None) -> SkipSet:
         """Resolve the model's layout and the skip set used for it; refuse what cannot run.
 
         Called by :meth:`propose` on first use; call it yourself to get

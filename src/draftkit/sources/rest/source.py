@@ -120,6 +120,16 @@ class Rest:
 
     # -- DraftSource ------------------------------------------------------------------------
 
+    def prepare(self, model: Any, tokenizer: Any = None) -> None:
+        """Refuse a datastore built for another tokenizer (by fingerprint) or with ids past the model's."""
+        if self.store is None:
+            return
+        from ...engine.target import logits_size
+        from ...fingerprint import check_built_for
+
+        check_built_for(f"the datastore {self.store.path}", self.store.tokenizer_fingerprint, tokenizer,
+                        int(self.store.max_token_id) + 1, logits_size(model))
+
     def begin(self, prompt: np.ndarray) -> None:
         return None
 
