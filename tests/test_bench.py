@@ -48,7 +48,7 @@ def test_bench_cli_writes_results_and_checks_outputs(model_dir, tmp_path, capsys
     plain = next(m for m in results["methods"] if m["name"] == "plain")
     assert plain["mean_accepted_tokens"] == 1.0
     answers = [json.loads(line) for line in (out / "answers" / "pld.jsonl").read_text().splitlines()]
-    assert [a["question_id"] for a in answers] == ["0", "1", "2"]
+    assert [a["question_id"] for a in answers] == [0, 1, 2]  # as the question file wrote them
     assert all(a["choices"][0]["new_tokens"][0] == sum(a["choices"][0]["accept_lengths"]) for a in answers)
     assert (out / "chart.png").stat().st_size > 1000
     table = capsys.readouterr().out

@@ -37,3 +37,64 @@ def test_composite_options_must_name_their_member(tmp_path, capsys):
                "x"])
     assert rc != 0
     assert "pld.max_ngram=2" in capsys.readouterr().err
+
+
+def _greedy_text(tok, model, prompt, new):
+    ids = tok(prompt, return_tensors="pt").input_ids
+    out = PlainDecoder(model).generate(ids, max_new_tokens=new, do_sample=False).sequences[0, ids.shape[1]:]
+    return prompt + tok.decode(out.tolist(), skip_special_tokens=True) + "\n"
+
+
+def test_temperature_zero_is_greedy_and_a_sampling_generation_config_is_followed(tmp_path, capsys):
+    """vLLM's convention for --temperature 0; model.generate's for a config with do_sample: true."""
+    from transformers import GenerationConfig
+
+    tok, model = _model_dir(tmp_path)
+    prompt = "abcabcab"
+    base = ["generate", "--model", str(tmp_path), "--dtype", "float64", "--max-new-tokens", "24"]
+    assert main([*base, "--temperature", "0", prompt]) == 0
+    assert capsys.readouterr().out == _greedy_text(tok, model, prompt, 24)
+    GenerationConfig(do_sample=True, temperature=5.0, top_k=None).save_pretrained(tmp_path)
+    sampled = set()
+    for seed in ("1", "2", "3"):
+        assert main([*base, "--seed", seed, prompt]) == 0
+        out = capsys.readouterr()
+        assert "generation_config asks" in out.err
+        sampled.add(out.out)
+    assert len(sampled) > 1  # hot sampling with three seeds: not greedy decoding
+    assert main([*base, "--temperature", "0", prompt]) == 0
+    assert capsys.readouterr().out == _greedy_text(tok, model, prompt, 24)
+
+
+def test_stop_strings_understand_escapes(tmp_path, capsys):
+    tok, model = _model_dir(tmp_path)
+    prompt = "abcabcab"
+    text = _greedy_text(tok, model, prompt, 30)[len(prompt):-1]
+    stop = text[3:5]  # two characters the greedy continuation produces
+    typed = stop.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+    rc = main(["generate", "--model", str(tmp_path), "--dtype", "float64", "--max-new-tokens", "30",
+               "--stop", typed, prompt])
+    out = capsys.readouterr()
+    assert rc == 0 and "finish: stop_string" in out.err
+    assert out.out == prompt + text[: text.index(stop) + len(stop)] + "\n"
+
+
+def test_user_errors_are_one_line_messages(tmp_path, capsys):
+    _model_dir(tmp_path)
+    base = ["generate", "--model", str(tmp_path), "--dtype", "float64"]
+    for args, message in [
+        (["--source-option", "max_ngram=abc", "x"], "max_ngram must be an integer"),
+        (["--source", "aded", "--source-option", f"matrix={tmp_path / 'none.aded'}", "x"], "no ADED matrix"),
+        (["--source", "aded", "--source-option", f"matrix={tmp_path}", "x"], "directory"),
+        (["--source", "rest", "x"], "--source-option path=STORE"),
+    ]:
+        assert main(base + args) == 1
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, args
+
+
+def test_a_folder_without_a_tokenizer_is_named(tmp_path, capsys):
+    model = tiny_model("llama", vocab_size=40)
+    model.save_pretrained(tmp_path)
+    assert main(["generate", "--model", str(tmp_path), "x"]) == 1
+    assert "has no usable tokenizer" in capsys.readouterr().err

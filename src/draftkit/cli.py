@@ -27,6 +27,10 @@ examples:
 
 
 
+#: ``--dtype`` choices: the weights and compute dtype a model is loaded in.
+DTYPES = ("float32", "bfloat16", "float16", "float64")
+
+
 class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Show defaults in --help, except where the help already says it or there is none to show."""
 
@@ -43,7 +47,15 @@ def load_model_and_tokenizer(name: str, dtype: str = "float32") -> tuple[Any, An
 
     path = resolve_model_path(name)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    advice = "save the model's tokenizer there too (tokenizer.save_pretrained(folder))"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (ValueError, OSError) as exc:
+        raise InvalidInputError(f"{path} has no usable tokenizer ({exc}); {advice}") from exc
+    if len(tokenizer) <= 1:  # transformers builds an empty tokenizer when the folder has no tokenizer files
+        raise InvalidInputError(
+            f"{path} has no usable tokenizer ({type(tokenizer).__name__} with {len(tokenizer)} token); {advice}"
+        )
     return model, tokenizer
 
 
@@ -64,7 +76,7 @@ def _parse_options(pairs: Sequence[str]) -> dict[str, Any]:
 def _source_spec(spec: str, options: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
     """``--source`` and its options as decoder arguments; ``a+b`` is a composite of sources a and b.
 
-    A composite's options name their member: ``--source-option aded.path=m.aded``.
+    A composite's options name their member: ``--source-option aded.matrix=m.aded``.
     """
     names = spec.split("+")
     if len(names) == 1:
@@ -82,6 +94,38 @@ def _source_spec(spec: str, options: dict[str, Any]) -> tuple[Any, dict[str, Any
         per_member[member][option] = value
     registry = default_registry()
     return [registry.source(name, **per_member[name]) if per_member[name] else name for name in names], None
+
+
+def _note(message: str) -> None:
+    print(f"draftkit: {message}", file=sys.stderr)
+
+
+def _sampling_options(args: argparse.Namespace, model: Any) -> dict[str, Any]:
+    """Decoding options of ``generate``: greedy, sampling, or what the model's generation config says.
+
+    ``--temperature 0`` means greedy (as in vLLM and the OpenAI API). Without any
+    sampling option the model's ``generation_config`` decides, as in
+    ``model.generate``; a note says so when that means sampling.
+    """
+    from .engine.request import default_do_sample
+
+    asked = args.temperature is not None or args.top_p is not None or args.top_k is not None
+    if args.temperature == 0:
+        options: dict[str, Any] = {"do_sample": False}
+    elif asked:
+        options = dict(do_sample=True, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k)
+    elif default_do_sample(model):
+        _note("sampling, as the model's generation_config asks (do_sample: true); --temperature 0 decodes "
+              "greedily")
+        options = {}
+    else:
+        options = {"do_sample": False}
+    if options.get("do_sample") is False:
+        if args.seed is not None:
+            _note("--seed has no effect on greedy decoding")
+    elif args.seed is not None:
+        options["seed"] = args.seed
+    return options
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -104,10 +148,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         tokenizer=tokenizer,
         source_options=source_options,
     )
-    sampling = {}
-    if args.temperature is not None or args.top_p is not None or args.top_k is not None:
-        sampling = dict(do_sample=True, temperature=args.temperature or 1.0, top_p=args.top_p,
-                        top_k=args.top_k, seed=args.seed)
+    sampling = _sampling_options(args, model)
     new_ids: list[int] = []
     shown = ""
     sys.stdout.write(prompt)
@@ -126,7 +167,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     s = stream.output.stats
     print(
         f"[{decoder.source.name}] {s.emitted} tokens in {s.steps} steps, "
-        f"{s.mean_accepted_tokens:.2f} tokens/step, acceptance {s.acceptance_rate:.1%}, "
+        f"{s.mean_accepted_tokens:.2f} tokens/step, "
+        f"acceptance {f'{s.acceptance_rate:.1%}' if s.drafted else '- (nothing drafted)'}, "
         f"{s.tokens_per_second:.1f} tokens/s (draft {s.time_draft:.3f}s, verify {s.time_verify:.3f}s, "
         f"other {s.time_other:.3f}s), finish: {s.finish_reason}",
         file=sys.stderr,
@@ -177,6 +219,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench.setup import check_method_names
 
     check_method_names(names, registry)
+    if args.limit is not None and args.limit < 1:
+        raise InvalidInputError(f"--limit must be >= 1, got {args.limit}")
     prompts = load_prompt_set(args.prompts, args.limit)
     corpus_sources = {}
     if not args.no_corpus:
@@ -187,9 +231,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     methods = build_methods(model, tokenizer, names, registry=registry, draft_model=draft_model,
                             budget=args.budget, corpus_sources=corpus_sources,
                             warn=lambda m: print(m, file=sys.stderr))
-    sampling = args.temperature is not None or args.top_p is not None
+    sampling = (args.temperature is not None or args.top_p is not None) and args.temperature != 0
+    temperature = 1.0 if args.temperature is None else args.temperature
     settings = GenSettings(max_new_tokens=args.max_new_tokens, do_sample=sampling,
-                           temperature=args.temperature or 1.0, top_p=args.top_p, seed=args.seed)
+                           temperature=temperature, top_p=args.top_p, seed=args.seed)
     config = BenchConfig(settings=settings, repeats=args.repeats)
 
     def encode(text: str) -> torch.Tensor:
@@ -214,6 +259,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(f"results: {path}" + (f", chart: {chart}" if chart else ""), file=sys.stderr)
     failed = [s for s in result.summaries if s.mismatches and s.kind in ("draftkit", "bound")]
     return 1 if failed and args.strict else 0
+
+
+def _unescape(text: str) -> str:
+    r"""``\n``, ``\t``, ``\r`` and ``\\`` in a command-line stop string, as a user types them."""
+    out, i = [], 0
+    escapes = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in escapes:
+            out.append(escapes[text[i + 1]])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 def _budget(text: str) -> int | str:
@@ -287,19 +346,24 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--source", default="pld",
                      help="draft source name (see `draftkit plugins`); a+b merges sources a and b")
     gen.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
-                     help="option passed to the source factory (repeatable), e.g. path=matrix.aded; "
-                     "with a+b, name the member: aded.path=matrix.aded")
+                     help="option passed to the source factory (repeatable), e.g. matrix=m.aded (aded) or "
+                     "path=STORE (rest); with a+b, name the member: aded.matrix=m.aded")
     gen.add_argument("--tree", default="trie", help="tree builder: trie or chain")
     gen.add_argument("--budget", type=_budget, default="auto",
                      help="draft nodes verified per step: an integer, or 'auto' to pick per step from the "
                      "model's measured verify cost")
     gen.add_argument("--max-new-tokens", type=int, default=128, help="never more new tokens than this")
-    gen.add_argument("--temperature", type=float, help="sample with this temperature (default: greedy)")
+    gen.add_argument("--temperature", type=float,
+                     help="sample with this temperature; 0 decodes greedily (default: greedy, unless the "
+                     "model's generation_config sets do_sample, as model.generate does)")
     gen.add_argument("--top-p", type=float, help="nucleus sampling: keep the smallest set of this mass")
     gen.add_argument("--top-k", type=int, help="sample among the k likeliest tokens only")
-    gen.add_argument("--seed", type=int, default=0, help="seed of the sampling stream")
-    gen.add_argument("--stop", action="append", help="stop string (repeatable)")
-    gen.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float64"],
+    gen.add_argument("--seed", type=int, help="seed of the sampling stream (default: a random one)")
+    gen.add_argument("--stop", action="append", type=_unescape,
+                     help="stop string (repeatable); \\n, \\t and \\\\ are read as newline, tab and "
+                     "backslash, so --stop '\\n\\n' stops at a blank line. The stop string is kept in "
+                     "the output, as in Hugging Face generate")
+    gen.add_argument("--dtype", default="float32", choices=DTYPES,
                      help="weights and compute dtype of the model")
     gen.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     gen.set_defaults(func=cmd_generate)
@@ -325,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "source; 'oracle' drafts plain decoding's own answer, the ceiling of any source "
                        "(default: all)")
     bench.add_argument("--max-new-tokens", type=int, default=128, help="new tokens per prompt (at most)")
-    bench.add_argument("--temperature", type=float, help="sample at this temperature (default: greedy)")
+    bench.add_argument("--temperature", type=float, help="sample at this temperature; 0 is greedy (default: greedy)")
     bench.add_argument("--top-p", type=float, help="nucleus sampling (implies sampling)")
     bench.add_argument("--seed", type=int, default=0, help="seed of the sampling streams (with --temperature)")
     bench.add_argument("--repeats", type=int, default=1, help="runs per prompt and method; the median counts")
@@ -335,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--cache-dir", default=None, help="where corpus artefacts (ADED matrix, retrieval "
                        "store) are cached (default: ~/.cache/draftkit)")
     bench.add_argument("--no-corpus", action="store_true", help="do not build corpus-backed sources")
-    bench.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float64"],
+    bench.add_argument("--dtype", default="float32", choices=DTYPES,
                        help="weights and compute dtype of the models")
     bench.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     bench.add_argument("--no-chart", action="store_true", help="do not draw chart.png")
@@ -417,13 +481,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except DraftkitError as exc:
+    except BrokenPipeError:  # e.g. `draftkit datastore info store | head`
+        return 0
+    except (DraftkitError, OSError) as exc:  # OSError: a missing or unreadable file or folder
         print(f"draftkit: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # e.g. `draftkit datastore info store | head`
-        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -52,11 +52,12 @@ class Method(Protocol):
 
 
 def _draftkit_kwargs(settings: GenSettings, tokenizer: Any) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens}
+    # do_sample always explicit: a model whose generation config samples must still be benchmarked greedily.
+    kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample}
     if settings.stop_strings:
         kwargs.update(stop_strings=list(settings.stop_strings), tokenizer=tokenizer)
     if settings.do_sample:
-        kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, seed=settings.seed)
+        kwargs.update(temperature=settings.temperature, top_p=settings.top_p, seed=settings.seed)
     return kwargs
 
 

@@ -22,6 +22,8 @@ class PromptCase:
     category: str
     text: str
     stop_strings: tuple[str, ...] = ()
+    #: The id as the prompt file wrote it (Spec-Bench uses integers); ``None``: ``id``.
+    question_id: int | str | None = None
 
 
 def humaneval_prompts(limit: int | None = None) -> list[PromptCase]:
@@ -68,8 +70,9 @@ def specbench_prompts(path: Path, limit: int | None = None) -> list[PromptCase]:
             try:
                 row = json.loads(line)
                 turns = row["turns"]
-                cases.append(PromptCase(str(row.get("question_id", n)), str(row.get("category", "default")),
-                                        str(turns[0])))
+                qid = row.get("question_id", n)
+                cases.append(PromptCase(str(qid), str(row.get("category", "default")), str(turns[0]),
+                                        question_id=qid if isinstance(qid, (int, str)) else str(qid)))
             except (json.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
                 raise DraftkitError(
                     f"{path}:{n}: not a Spec-Bench question (needs 'turns': [text, ...]): {exc}"
@@ -93,7 +96,9 @@ def load_prompt_set(name: str, limit: int | None = None) -> list[PromptCase]:
         n = limit or 20
         return humaneval_prompts(n - n // 2) + stdlib_prompts(n // 2)
     path = Path(name)
-    if path.suffix in (".jsonl", ".json") and path.exists():
+    if path.suffix in (".jsonl", ".json"):
+        if not path.is_file():
+            raise DraftkitError(f"no Spec-Bench question file at {path}")
         return specbench_prompts(path, limit)
     raise DraftkitError(
         f"unknown prompt set {name!r}: use one of {', '.join(PROMPT_SETS)} or a Spec-Bench question.jsonl path"

@@ -101,7 +101,7 @@ def write_answers(result: BenchResult, out_dir: Path, decode: Any) -> Path:
         with open(folder / f"{method}.jsonl", "w", encoding="utf-8") as fh:
             for r in runs:
                 fh.write(json.dumps({
-                    "question_id": r.prompt.id,
+                    "question_id": r.prompt.id if r.prompt.question_id is None else r.prompt.question_id,
                     "category": r.prompt.category,
                     "model_id": method,
                     "choices": [{

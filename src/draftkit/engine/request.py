@@ -21,7 +21,7 @@ from ..verify.random import RandomStream
 from .stopping import StopConditions, StopStringMatcher
 from .target import TargetModel
 
-__all__ = ["RequestPlan", "plan_request", "prepare_prompt", "default_eos_ids", "UNSUPPORTED_GENERATE_OPTIONS"]
+__all__ = ["RequestPlan", "plan_request", "prepare_prompt", "default_do_sample", "default_eos_ids", "UNSUPPORTED_GENERATE_OPTIONS"]
 
 #: Hugging Face ``generate`` options that draftkit does not implement. They are
 #: refused by name instead of being silently ignored: ignoring one would change
@@ -97,6 +97,17 @@ def generation_defaults(model: torch.nn.Module) -> dict[str, Any]:
     return out
 
 
+def default_do_sample(model: torch.nn.Module) -> bool:
+    """Whether ``model.generate`` samples when the call does not say (``generation_config.do_sample``).
+
+    Many instruction-tuned checkpoints ship ``do_sample: true`` with their
+    temperature and top-p; a call that omits ``do_sample`` samples with them in
+    Hugging Face and, the same way, here.
+    """
+    config = getattr(model, "generation_config", None)
+    return bool(getattr(config, "do_sample", False)) if config is not None else False
+
+
 #: Options that only matter in modes draftkit never runs (beam search, contrastive
 #: search, several sequences); a generation config may set them harmlessly.
 _INERT_OPTIONS = frozenset({
@@ -158,7 +169,7 @@ def plan_request(
     max_new_tokens: int,
     *,
     default_tokenizer: Any = None,
-    do_sample: bool = False,
+    do_sample: bool | None = None,
     temperature: float | None = None,
     top_k: int | None = None,
     top_p: float | None = None,
@@ -189,6 +200,8 @@ def plan_request(
         raise InvalidInputError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
     defaults = generation_defaults(target.model)
     pick = lambda value, name: defaults[name] if value is None else value  # noqa: E731
+    if do_sample is None:  # like model.generate: the model's generation config decides
+        do_sample = default_do_sample(target.model)
     sampling = SamplingParams(
         do_sample=bool(do_sample),
         temperature=float(pick(temperature, "temperature")),

@@ -61,7 +61,9 @@ class DecoderAPI:
         """Decode up to ``max_new_tokens`` new tokens; same output as plain decoding.
 
         Keyword arguments: ``do_sample``, ``temperature``, ``top_k``, ``top_p``,
-        ``min_p``, ``repetition_penalty``, ``seed`` (sampling, HF semantics);
+        ``min_p``, ``repetition_penalty``, ``seed`` (sampling, HF semantics:
+        options the call omits, ``do_sample`` included, come from the model's
+        ``generation_config``);
         ``eos_token_id`` (int or list; defaults to the model's generation config),
         ``stop_token_ids``, ``stop_strings`` (+ ``tokenizer``).
         """

@@ -107,8 +107,8 @@ def check_source(
                 decoder = SpeculativeDecoder(model, source=source, tree=tree, budget=budget)
                 for p, prompt in enumerate(prompt_list):
                     cases: list[dict[str, object]] = [
-                        {"eos_token_id": None},
-                        {"eos_token_id": eos, "stop_token_ids": [prompt[-1]]},
+                        {"do_sample": False, "eos_token_id": None},
+                        {"do_sample": False, "eos_token_id": eos, "stop_token_ids": [prompt[-1]]},
                         {"do_sample": True, "temperature": 0.8, "top_k": 20, "seed": seed + p, "eos_token_id": None},
                     ]
                     for options in cases:

@@ -90,7 +90,8 @@ def tokenize_documents(
     batch: list[str] = []
 
     def flush() -> Iterator[np.ndarray]:
-        encoded = tokenizer(batch, add_special_tokens=False)["input_ids"]
+        # verbose=False: no "longer than the model's maximum" warning, a corpus file is not a prompt.
+        encoded = tokenizer(batch, add_special_tokens=False, verbose=False)["input_ids"]
         for ids in encoded:
             yield np.asarray(ids, dtype=np.int64)
 

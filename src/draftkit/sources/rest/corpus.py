@@ -73,7 +73,7 @@ class _Encoder:
         if hasattr(tok, "encode_batch") and not callable(getattr(tok, "batch_encode_plus", None)):
             encoded = [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
         else:
-            encoded = tok(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+            encoded = tok(texts, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
         return [np.asarray(ids, dtype=np.int64) for ids in encoded]
 
 

@@ -62,8 +62,9 @@ class Rest:
     def __post_init__(self) -> None:
         if self.store is None and not self.include_context:
             raise InvalidInputError(
-                "Rest needs a datastore: use Rest.open('store/') (build one with `draftkit datastore build`), "
-                "or pass include_context=True for context-only retrieval"
+                "Rest needs a datastore: use Rest.open('store/') (on the command line: --source-option "
+                "path=STORE; build one with `draftkit datastore build`), or pass include_context=True for "
+                "context-only retrieval"
             )
         if self.store is not None and not isinstance(self.store, Datastore):
             raise InvalidInputError(
