@@ -151,8 +151,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     sampling = _sampling_options(args, model)
     new_ids: list[int] = []
     shown = ""
-    sys.stdout.write(prompt)
     stream = decoder.stream(input_ids, args.max_new_tokens, stop_strings=args.stop or None, **sampling)
+    sys.stdout.write(prompt)  # after the request was validated: an error prints nothing on stdout
     for chunk in stream:
         new_ids.extend(chunk)
         text = tokenizer.decode(new_ids, skip_special_tokens=True)
