@@ -137,7 +137,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     model, tokenizer = load_model_and_tokenizer(args.model, args.dtype)
     prompt = args.prompt if args.prompt != "-" else sys.stdin.read()
     input_ids = tokenizer(prompt, return_tensors="pt").input_ids
-    if input_ids.numel() == 0 and tokenizer.bos_token_id is not None:
+    if input_ids.numel() == 0:
+        if tokenizer.bos_token_id is None:
+            raise InvalidInputError("the prompt is empty and the tokenizer has no BOS token to start from; "
+                                    "give a prompt of at least one character")
         input_ids = torch.tensor([[tokenizer.bos_token_id]])
     source, source_options = _source_spec(args.source, _parse_options(args.source_option))
     decoder = SpeculativeDecoder(
