@@ -244,3 +244,25 @@ def test_random_q_source_follows_the_stochastic_contract(seed, width, length, ma
             assert int(torch.isfinite(torch.log(want)).sum()) <= 5  # the request's top-k applies to q
     again = source.propose(request)
     assert [s.tolist() for s in again.sequences] == [s.tolist() for s in draft.sequences]
+
+
+def test_a_generation_config_that_samples_is_followed_when_the_call_does_not_say():
+    """Like model.generate: do_sample, temperature and top-k come from generation_config when omitted."""
+    from draftkit.testing.models import tiny_model
+
+    model = tiny_model("llama")  # a private copy: the test edits its generation config
+    model.generation_config.do_sample = True
+    model.generation_config.temperature = 1.5
+    model.generation_config.top_k = 20
+    prompt = [[1, 2, 3, 1, 2, 3, 1]]
+    plain = draftkit.PlainDecoder(model)
+    spec = draftkit.SpeculativeDecoder(model, source="pld", budget=8)
+    for seed in range(3):
+        implicit = spec.generate(prompt, max_new_tokens=20, seed=seed).sequences.tolist()
+        explicit = plain.generate(prompt, max_new_tokens=20, do_sample=True, temperature=1.5, top_k=20,
+                                  seed=seed).sequences.tolist()
+        assert implicit == explicit
+    greedy = plain.generate(prompt, max_new_tokens=20, do_sample=False).sequences.tolist()
+    assert spec.generate(prompt, max_new_tokens=20, do_sample=False).sequences.tolist() == greedy
+    sampled = {tuple(spec.generate(prompt, max_new_tokens=20, seed=s).sequences[0].tolist()) for s in range(4)}
+    assert len(sampled) > 1
