@@ -6,7 +6,8 @@ wider net with tiny *float64* random models of every family in
 cannot flip an argmax between a tree forward and single-token forwards). Each
 family decodes a few repetitive prompts (so the drafts are accepted and
 rejected in branching trees) with the speculative decoder, and the tokens must
-equal draftkit's plain loop and Hugging Face ``generate``.
+equal draftkit's plain loop and Hugging Face ``generate`` (greedy), and plain
+sampling with the same seed (sampling).
 
 Attention that is restricted by position or cache slot (sliding windows,
 Llama 4's chunks, GPT-Neo's local layers) is exact under a tree mask only while
@@ -60,7 +61,7 @@ def _hf_greedy(model: torch.nn.Module, ids: torch.Tensor, new: int) -> list[int]
 
 
 @pytest.mark.parametrize("arch", MORE_ARCHITECTURES)
-def test_speculative_greedy_equals_plain_and_hf(arch: str) -> None:
+def test_speculative_decoding_equals_plain_and_hf(arch: str) -> None:
     if not _available(arch):
         pytest.skip(f"{arch} is not in this transformers version")
     model = _model(arch)
@@ -70,6 +71,11 @@ def test_speculative_greedy_equals_plain_and_hf(arch: str) -> None:
         got = spec.generate(ids, max_new_tokens=30).sequences[0].tolist()
         assert got == plain.generate(ids, max_new_tokens=30).sequences[0].tolist(), arch
         assert got == _hf_greedy(model, ids, 30), arch
+    # Seeded sampling: the same tokens as plain sampling (the walk verifier), whatever the drafts.
+    options = dict(do_sample=True, temperature=0.9, top_k=30, seed=7)
+    for ids in _prompts(seed=len(arch) + 1, count=2):
+        got = spec.generate(ids, max_new_tokens=24, **options).sequences.tolist()
+        assert got == plain.generate(ids, max_new_tokens=24, **options).sequences.tolist(), arch
 
 
 def test_chunked_attention_inside_the_first_chunk_is_exact_and_past_it_refused() -> None:
