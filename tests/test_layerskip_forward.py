@@ -155,7 +155,7 @@ def test_llama_built_families_are_accepted_once_the_layout_reproduces_them(arch:
     model = tiny_model(arch, layers=4)
     assert arch not in supported_architectures()
     assert find_layout(model).num_layers == 4
-    decoder = draftkit.SpeculativeDecoder(model, source="layerskip")
+    decoder = draftkit.SpeculativeDecoder(model, source="layerskip", budget=8)  # fixed: stats are asserted
     plain = draftkit.PlainDecoder(model)
     for prompt in ([1, 2, 3, 4], [5, 9, 5, 9, 5, 9, 7]):
         ids = torch.tensor([prompt])

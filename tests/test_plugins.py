@@ -78,7 +78,7 @@ def test_entry_point_plugin_is_found_and_works_in_the_engine(site):
     info = registry.info("source", "repeat")
     assert info.plugin == "repeat" and info.distribution == "draftkit-repeat"
     model = cached_model("llama")
-    out = draftkit.SpeculativeDecoder(model, source="repeat", registry=registry,
+    out = draftkit.SpeculativeDecoder(model, source="repeat", registry=registry, budget=8,
                                       source_options={"length": 4}).generate([[1, 2, 3]], max_new_tokens=12)
     plain = draftkit.PlainDecoder(model).generate([[1, 2, 3]], max_new_tokens=12)
     assert out.sequences.tolist() == plain.sequences.tolist()

@@ -105,7 +105,7 @@ def test_random_prompts_are_lossless(root, prompt, arch, n, kind, include_contex
 def test_registered_by_name(root: str):
     model = cached_model("llama", VOCAB)
     prompt = generated_corpus("llama", None)[0][:6]
-    dec = draftkit.SpeculativeDecoder(model, source="rest",
+    dec = draftkit.SpeculativeDecoder(model, source="rest", budget=16,
                                       source_options={"path": store_path("generated", "llama", root)})
     assert dec.source.name == "rest"
     out = dec.generate([prompt], max_new_tokens=20)
