@@ -146,9 +146,10 @@ def test_unsupported_architecture_is_refused_with_its_name() -> None:
 @pytest.mark.parametrize("arch", ["qwen3", "phi3", "gemma", "starcoder2", "olmo"])
 def test_llama_built_families_are_accepted_once_the_layout_reproduces_them(arch: str) -> None:
     """Families outside the table that are built like Llama: proven on the model, then lossless."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
     import draftkit
     from draftkit.testing.models import tiny_model
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     if arch not in CONFIG_MAPPING:
         pytest.skip(f"{arch} is not in this transformers version")
@@ -166,8 +167,9 @@ def test_llama_built_families_are_accepted_once_the_layout_reproduces_them(arch:
 
 def test_a_family_that_computes_something_else_is_refused() -> None:
     """Granite scales each residual branch: the Llama layout would draft from another model, so it is refused."""
-    from draftkit.testing.models import tiny_model
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    from draftkit.testing.models import tiny_model
 
     if "granite" not in CONFIG_MAPPING:
         pytest.skip("granite is not in this transformers version")

@@ -50,9 +50,9 @@ import torch
 from ...errors import ContractViolationError, InvalidInputError
 from ...logits import LogitsPipeline, sample_from_probs
 from ...types import Draft, DraftKind, DraftRequest, SourceCapabilities, StepFeedback
+from .discover import find_layout
 from .exiting import ExitRule, ExitState, should_stop, update_threshold
 from .forward import skip_forward
-from .discover import find_layout
 from .layers import ModelLayout
 from .skipset import DEFAULT_BAND, SkipSet
 
