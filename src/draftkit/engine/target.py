@@ -117,9 +117,10 @@ class SeparableHead:
 #: Most logits rows one product of the LM head computes ahead along the preferred path.
 #: A product's cost is mostly reading the head's weights from memory (a 8192 x 256
 #: head: about 0.6 ms per product on this project's 2-core CPU, plus 0.07 ms per row),
-#: so rows computed ahead are cheap next to a second product. Counted on the demo
-#: benchmark (pld+aded): 1.6 ms of head per step when chains were used only inside
-#: runs, 1.3 ms with chains of 12 on every step.
+#: so rows computed ahead are cheap next to a second product. Counted and priced on
+#: the demo benchmark (pld+aded): 1.6 ms of head per step with chains only inside
+#: runs (one row per product elsewhere), 1.4 ms with chains of 8 on every step,
+#: 1.3 ms with 12; longer chains only add rows where the preferred path is that deep.
 LAZY_CHAIN_ROWS = 16
 
 
