@@ -112,3 +112,27 @@ def test_numpy_integers_and_tensor_eos_are_accepted():
     out = draftkit.SpeculativeDecoder(model).generate(np.array([[1, 2, 3]]), max_new_tokens=np.int64(5),
                                                       eos_token_id=torch.tensor([3]))
     assert out.sequences.shape[1] <= 8
+
+
+def test_generate_takes_what_a_tokenizer_returns_and_max_length_like_hf():
+    """``decoder.generate(**tokenizer(text, return_tensors="pt"))`` as with ``model.generate``."""
+    import torch
+
+    from draftkit.errors import InvalidInputError
+    from draftkit.testing.models import tiny_model
+
+    model = tiny_model("llama")
+    prompt = torch.tensor([[5, 6, 7, 5, 6]])
+    encoded = {"input_ids": prompt, "attention_mask": torch.ones_like(prompt)}
+    for decoder in (draftkit.SpeculativeDecoder(model, source="pld", budget=8), draftkit.PlainDecoder(model)):
+        expected = draftkit.PlainDecoder(model).generate(prompt, max_new_tokens=12).sequences
+        got = decoder.generate(**encoded, max_new_tokens=12, pad_token_id=0, use_cache=True).sequences
+        assert torch.equal(got, expected)
+        assert decoder.generate(**encoded, max_length=17).sequences.shape[1] == 17  # prompt 5 + 12
+        assert torch.equal(decoder.generate(prompt, max_length=17).sequences, expected)
+        assert decoder.generate(prompt, max_new_tokens=3, max_length=17).sequences.shape[1] == 8  # HF: new wins
+        assert decoder.generate(prompt).sequences.shape[1] == 5 + 128  # the default
+        with pytest.raises(InvalidInputError, match="marks padding"):
+            decoder.generate(prompt, attention_mask=torch.tensor([[0, 1, 1, 1, 1]]))
+        with pytest.raises(InvalidInputError, match="leaves no room"):
+            decoder.generate(prompt, max_length=5)

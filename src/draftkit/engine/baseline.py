@@ -34,7 +34,7 @@ class PlainDecoder(DecoderAPI):
         self.target = TargetModel(model)
         self.tokenizer = tokenizer
 
-    def _run(self, input_ids: Any, max_new_tokens: int, **kwargs: Any) -> Generator[list[int], None, Any]:
+    def _run(self, input_ids: Any, max_new_tokens: int | None, **kwargs: Any) -> Generator[list[int], None, Any]:
         """Validate eagerly, then return the step generator."""
         t_start = time.perf_counter()
         plan = plan_request(self.target, input_ids, max_new_tokens, default_tokenizer=self.tokenizer, **kwargs)

@@ -166,12 +166,12 @@ class SpeculativeDecoder(DecoderAPI):
             f"({caps.draft_kind.value} drafts); use do_sample=False"
         )
 
-    def _run(self, input_ids: Any, max_new_tokens: int, **kwargs: Any) -> Generator[list[int], None, Any]:
+    def _run(self, input_ids: Any, max_new_tokens: int | None, **kwargs: Any) -> Generator[list[int], None, Any]:
         """Validate eagerly, then return the step generator."""
         t_start = time.perf_counter()
         plan = plan_request(self.target, input_ids, max_new_tokens, default_tokenizer=self.tokenizer, **kwargs)
         # Tree steps put draft nodes in cache slots past their positions: check the span again with them.
-        self.target.check_length(int(plan.prompt.numel()), max_new_tokens, self.budget)
+        self.target.check_length(int(plan.prompt.numel()), plan.max_new_tokens, self.budget)
         verifier = self._pick_verifier(plan.sampling)
         caps = self.source.capabilities
         if plan.sampling.do_sample and caps.draft_kind is DraftKind.STOCHASTIC and (
@@ -181,7 +181,7 @@ class SpeculativeDecoder(DecoderAPI):
                 "repetition_penalty with a stochastic draft source is not supported losslessly; "
                 "drop repetition_penalty or use a deterministic source"
             )
-        return self._steps(plan, verifier, max_new_tokens, t_start)
+        return self._steps(plan, verifier, plan.max_new_tokens, t_start)
 
     def _steps(
         self, plan: RequestPlan, verifier: Verifier, max_new_tokens: int, t_start: float

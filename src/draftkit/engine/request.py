@@ -21,7 +21,7 @@ from ..verify.random import RandomStream
 from .stopping import StopConditions, StopStringMatcher
 from .target import TargetModel
 
-__all__ = ["RequestPlan", "plan_request", "prepare_prompt", "default_do_sample", "default_eos_ids", "UNSUPPORTED_GENERATE_OPTIONS"]
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "RequestPlan", "plan_request", "prepare_prompt", "default_do_sample", "default_eos_ids", "UNSUPPORTED_GENERATE_OPTIONS"]
 
 #: Hugging Face ``generate`` options that draftkit does not implement. They are
 #: refused by name instead of being silently ignored: ignoring one would change
@@ -154,9 +154,14 @@ def _refuse_configured_processors(model: torch.nn.Module) -> None:
         )
 
 
+#: New tokens when a call gives neither ``max_new_tokens`` nor ``max_length``.
+DEFAULT_MAX_NEW_TOKENS = 128
+
+
 @dataclass(frozen=True)
 class RequestPlan:
     prompt: torch.Tensor  #: int64 [T]
+    max_new_tokens: int
     sampling: SamplingParams
     stop: StopConditions
     stop_token_ids: frozenset[int]
@@ -166,7 +171,7 @@ class RequestPlan:
 def plan_request(
     target: TargetModel,
     input_ids: Any,
-    max_new_tokens: int,
+    max_new_tokens: int | None = None,
     *,
     default_tokenizer: Any = None,
     do_sample: bool | None = None,
@@ -180,8 +185,22 @@ def plan_request(
     stop_token_ids: Sequence[int] | None = None,
     stop_strings: Sequence[str] | str | None = None,
     tokenizer: Any = None,
+    max_length: int | None = None,
+    attention_mask: Any = None,
+    pad_token_id: int | None = None,
+    use_cache: bool | None = None,
     **unsupported: Any,
 ) -> RequestPlan:
+    """Validate a ``generate()`` call.
+
+    ``max_length`` (prompt + new tokens) is used when ``max_new_tokens`` is not
+    given, as in Hugging Face. ``attention_mask``, ``pad_token_id`` and
+    ``use_cache`` are accepted so that ``decoder.generate(**tokenizer(text,
+    return_tensors="pt"))`` works like ``model.generate``: one unpadded sequence
+    has nothing to mask or pad (a mask with zeros is refused), and the KV cache
+    is always used, which does not change the output.
+    """
+    del pad_token_id, use_cache  # no effect on one unpadded sequence decoded with a cache
     if unsupported:
         names = sorted(unsupported)
         known = [n for n in names if n in UNSUPPORTED_GENERATE_OPTIONS]
@@ -194,6 +213,9 @@ def plan_request(
         raise TypeError(f"generate() got unexpected keyword argument(s): {', '.join(names)}")
     _refuse_configured_processors(target.model)
     prompt = prepare_prompt(input_ids)
+    _check_attention_mask(attention_mask, int(prompt.numel()))
+    if max_new_tokens is None:
+        max_new_tokens = DEFAULT_MAX_NEW_TOKENS if max_length is None else _new_tokens_from(max_length, prompt)
     if isinstance(max_new_tokens, np.integer):
         max_new_tokens = int(max_new_tokens)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
@@ -238,4 +260,33 @@ def plan_request(
     random = None
     if sampling.do_sample:
         random = RandomStream(seed if seed is not None else secrets.randbits(63))
-    return RequestPlan(prompt, sampling, StopConditions(max_new_tokens, stop_ids, matcher), stop_ids, random)
+    return RequestPlan(prompt, max_new_tokens, sampling, StopConditions(max_new_tokens, stop_ids, matcher),
+                       stop_ids, random)
+
+
+def _new_tokens_from(max_length: Any, prompt: torch.Tensor) -> int:
+    if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)):
+        raise InvalidInputError(f"max_length must be an integer, got {max_length!r}")
+    room = int(max_length) - int(prompt.numel())
+    if room < 1:
+        raise InvalidInputError(
+            f"max_length={int(max_length)} leaves no room for new tokens after the {prompt.numel()}-token prompt; "
+            "raise it, or pass max_new_tokens"
+        )
+    return room
+
+
+def _check_attention_mask(mask: Any, prompt_len: int) -> None:
+    """Accept an all-ones mask over the prompt (what a tokenizer returns for one sequence)."""
+    if mask is None:
+        return
+    values = mask.detach().cpu().reshape(-1) if isinstance(mask, torch.Tensor) else torch.as_tensor(mask).reshape(-1)
+    if values.numel() != prompt_len:
+        raise InvalidInputError(
+            f"attention_mask has {values.numel()} entries for a {prompt_len}-token prompt; they must match"
+        )
+    if bool((values == 0).any()):
+        raise InvalidInputError(
+            "attention_mask marks padding: draftkit decodes one unpadded sequence at a time; pass the prompt "
+            "without its padding"
+        )

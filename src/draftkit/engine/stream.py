@@ -54,11 +54,16 @@ class TokenStream(Iterator[list[int]]):
 class DecoderAPI:
     """``generate`` and ``stream`` on top of a subclass's ``_run`` (validate, then step)."""
 
-    def _run(self, input_ids: Any, max_new_tokens: int, **kwargs: Any) -> Generator[list[int], None, Any]:
+    def _run(self, input_ids: Any, max_new_tokens: int | None, **kwargs: Any) -> Generator[list[int], None, Any]:
         raise NotImplementedError
 
-    def generate(self, input_ids: Any, max_new_tokens: int = 128, **kwargs: Any) -> GenerationOutput:
+    def generate(self, input_ids: Any, max_new_tokens: int | None = None, **kwargs: Any) -> GenerationOutput:
         """Decode up to ``max_new_tokens`` new tokens; same output as plain decoding.
+
+        ``max_new_tokens=None``: ``max_length`` minus the prompt length when
+        ``max_length`` is given (HF semantics), else 128. ``attention_mask``,
+        ``pad_token_id`` and ``use_cache`` are accepted, so
+        ``decoder.generate(**tokenizer(text, return_tensors="pt"))`` works.
 
         Keyword arguments: ``do_sample``, ``temperature``, ``top_k``, ``top_p``,
         ``min_p``, ``repetition_penalty``, ``seed`` (sampling, HF semantics:
@@ -69,7 +74,7 @@ class DecoderAPI:
         """
         return self.stream(input_ids, max_new_tokens, **kwargs).run()
 
-    def stream(self, input_ids: Any, max_new_tokens: int = 128, **kwargs: Any) -> TokenStream:
+    def stream(self, input_ids: Any, max_new_tokens: int | None = None, **kwargs: Any) -> TokenStream:
         """Iterate the new token ids step by step; ``.output`` holds the result at the end.
 
         Arguments are validated before the first step runs, so a bad call fails here.
