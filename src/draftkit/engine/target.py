@@ -19,87 +19,16 @@ import torch
 from ..errors import PromptTooLongError, UnsupportedModelError
 from ..trees.masks import tree_attention_inputs
 from ..types import TokenTree
+from .model_config import (
+    chunked_attention_size,
+    context_window,
+    logits_size,
+    sliding_window,
+    slot_local_window,
+    unsupported_hint,
+)
 
-__all__ = ["LAZY_CHAIN_ROWS", "LazyLogits", "preferred_next_rows", "SeparableHead", "TargetModel", "TargetSession", "chunked_attention_size", "context_window", "logits_size", "sliding_window", "slot_local_window"]
-
-
-def logits_size(model: object) -> int:
-    """Number of logits the model produces per position (its LM head's rows, else ``config.vocab_size``)."""
-    get_head = getattr(model, "get_output_embeddings", None)
-    head = get_head() if callable(get_head) else None
-    weight = getattr(head, "weight", None)
-    if weight is not None:
-        return int(weight.shape[0])
-    return int(getattr(getattr(model, "config", None), "vocab_size", 0) or 0)
-
-
-def context_window(config: object) -> int | None:
-    """Longest sequence the model was built for, or ``None`` when unbounded."""
-    for attr in ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length"):
-        value = getattr(config, attr, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
-def sliding_window(config: object) -> int | None:
-    """Effective sliding-window size of the attention layers, ``None`` if all are full."""
-    window = getattr(config, "sliding_window", None)
-    if getattr(config, "use_sliding_window", True) is False:
-        return None
-    layer_types = getattr(config, "layer_types", None)
-    if layer_types is not None and not any("sliding" in str(t) for t in layer_types):
-        return None
-    return window if isinstance(window, int) and window > 0 else None
-
-
-def chunked_attention_size(config: object) -> int | None:
-    """Chunk size of chunked attention layers (Llama 4), ``None`` without them.
-
-    A token in such a layer sees only the earlier tokens of its own chunk. A
-    tree step passes its own 4-D mask, which the model uses as it is, so the
-    step would attend across a chunk boundary where plain decoding does not.
-    """
-    chunk = getattr(config, "attention_chunk_size", None)
-    if not isinstance(chunk, int) or chunk <= 0:
-        return None
-    layer_types = getattr(config, "layer_types", None)
-    if layer_types is not None and not any("chunk" in str(t) for t in layer_types):
-        return None
-    return chunk
-
-
-def slot_local_window(config: object) -> int | None:
-    """Window of local attention applied by KV-cache *slot* (GPT-Neo), ``None`` without it.
-
-    GPT-Neo masks keys more than ``window_size`` cache slots before the query.
-    In a tree step, node ``i`` sits in slot ``cache_len + 1 + i`` but at the
-    position of its depth, so once slots pass the window the model masks keys
-    that plain decoding at that position would still see.
-    """
-    layers = getattr(config, "attention_layers", None)
-    window = getattr(config, "window_size", None)
-    if not isinstance(window, int) or window <= 0 or not isinstance(layers, (list, tuple)):
-        return None
-    return window if any(str(kind) == "local" for kind in layers) else None
-
-
-def _unsupported_hint(config: object) -> str | None:
-    """What most likely keeps a model from tree verification, read from its config."""
-    attn_config = getattr(config, "attn_config", None)
-    if getattr(config, "alibi", False) or getattr(attn_config, "alibi", False) or (
-        getattr(config, "model_type", None) == "bloom"
-    ):
-        return "its ALiBi position biases are built from a 2-D padding mask, which cannot express a token tree"
-    layer_types = [str(t) for t in getattr(config, "layer_types", None) or ()]
-    recurrent_fields = ("mamba_d_state", "ssm_state_size", "state_size", "layers_block_type", "block_types",
-                        "lru_width", "linear_num_value_heads")
-    if any(hasattr(config, f) for f in recurrent_fields) or any(
-        "mamba" in t or "linear" in t or "recurrent" in t for t in layer_types
-    ):
-        return ("it keeps recurrent or state-space state besides a key/value cache, which cannot be rolled "
-                "back to one branch of a tree")
-    return None
+__all__ = ["LAZY_CHAIN_ROWS", "LazyLogits", "preferred_next_rows", "SeparableHead", "TargetModel", "TargetSession"]
 
 
 @dataclass(frozen=True)
@@ -385,7 +314,7 @@ class TargetModel:
         except UnsupportedModelError:
             raise
         except Exception as exc:  # the model's own error, with what it most likely means
-            hint = _unsupported_hint(self.config)
+            hint = unsupported_hint(self.config)
             if hint is None and isinstance(exc, AttributeError) and "past_key_values" in str(exc):
                 hint = "it returns no key/value cache"
             raise UnsupportedModelError(
@@ -398,7 +327,7 @@ class TargetModel:
     def _mask_ignored_message(self) -> str:
         implementation = getattr(self.config, "_attn_implementation", None)
         name = type(self.model).__name__
-        hint = _unsupported_hint(self.config)
+        hint = unsupported_hint(self.config)
         if implementation in ("sdpa", "eager"):  # nothing to switch to: the model's attention itself
             return (f"{name}'s attention does not follow a 4-D attention mask"
                     + (f" ({hint})" if hint else "") + ": tree verification would change the output, so "

@@ -141,7 +141,7 @@ class Aded:
         """Refuse a matrix built for another tokenizer (by fingerprint) or a bigger vocabulary."""
         if self._matrix is None:
             return
-        from ...engine.target import logits_size
+        from ...engine.model_config import logits_size
         from ...fingerprint import check_built_for
 
         check_built_for("the ADED matrix", self._matrix.fingerprint, tokenizer, self._matrix.vocab_size,

@@ -125,7 +125,7 @@ class Rest:
         """Refuse a datastore built for another tokenizer (by fingerprint) or with ids past the model's."""
         if self.store is None:
             return
-        from ...engine.target import logits_size
+        from ...engine.model_config import logits_size
         from ...fingerprint import check_built_for
 
         check_built_for(f"the datastore {self.store.path}", self.store.tokenizer_fingerprint, tokenizer,
