@@ -136,3 +136,41 @@ def test_generate_takes_what_a_tokenizer_returns_and_max_length_like_hf():
             decoder.generate(prompt, attention_mask=torch.tensor([[0, 1, 1, 1, 1]]))
         with pytest.raises(InvalidInputError, match="leaves no room"):
             decoder.generate(prompt, max_length=5)
+
+
+def test_settings_stored_on_the_generation_config_are_read_like_model_generate():
+    """EOS from the generation config only, its max_new_tokens / max_length, its stop_strings."""
+    import torch
+
+    from draftkit.errors import InvalidInputError
+    from draftkit.testing.tokenizers import char_tokenizer
+
+    prompt = torch.tensor([[5, 9, 13, 2, 40, 7]])
+    model = tiny_model("llama")
+    early = hf_greedy(model, prompt[0].tolist(), 30, None)[7]  # a token the model emits early
+    model.config.eos_token_id = early
+    model.generation_config.eos_token_id = None  # turns EOS stopping off in model.generate
+    for decoder in (draftkit.SpeculativeDecoder(model, source="pld", budget=8), draftkit.PlainDecoder(model)):
+        assert decoder.generate(prompt, max_new_tokens=30).sequences.shape[1] == 6 + 30
+    model.generation_config.max_new_tokens = 7
+    assert draftkit.SpeculativeDecoder(model, budget=8).generate(prompt).sequences.shape[1] == 6 + 7
+    model.generation_config.max_new_tokens = None
+    model.generation_config.max_length = 11
+    assert draftkit.SpeculativeDecoder(model, budget=8).generate(prompt).sequences.shape[1] == 11
+
+    tok = char_tokenizer()
+    model = tiny_model("llama", vocab_size=len(tok))
+    ids = torch.tensor([tok("def f(x):\n").input_ids])
+    text = tok.decode(hf_greedy(model, ids[0].tolist(), 30, None)[ids.shape[1]:])
+    stop = text[5:7]
+    model.generation_config.stop_strings = [stop]
+    decoder = draftkit.SpeculativeDecoder(model, source="pld", budget=8, tokenizer=tok)
+    out = decoder.generate(ids, max_new_tokens=30)
+    assert out.stats.finish_reason == "stop_string"
+    with torch.inference_mode():  # HF reads the same generation config (a stop may span the prompt's end)
+        expected = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=30,
+                                  tokenizer=tok)
+    assert out.sequences.tolist() == expected.tolist()
+    with pytest.raises(InvalidInputError, match="generation_config sets stop_strings"):
+        draftkit.SpeculativeDecoder(model, source="pld", budget=8).generate(ids, max_new_tokens=30)
+    assert draftkit.SpeculativeDecoder(model, budget=8).generate(ids, max_new_tokens=30, stop_strings=[]).stats.emitted == 30

@@ -62,10 +62,17 @@ def prepare_prompt(input_ids: torch.Tensor | Sequence[int] | np.ndarray) -> torc
 
 
 def default_eos_ids(model: torch.nn.Module) -> frozenset[int]:
-    """The EOS ids HF ``generate`` stops at by default for this model."""
+    """The EOS ids HF ``generate`` stops at by default for this model.
+
+    Only the generation config counts, as in Hugging Face: setting
+    ``model.generation_config.eos_token_id = None`` turns EOS stopping off even
+    though ``model.config`` still names an EOS token. A model without a
+    generation config falls back to its config.
+    """
     gen = getattr(model, "generation_config", None)
-    eos = getattr(gen, "eos_token_id", None) if gen is not None else None
-    if eos is None:
+    if gen is not None:
+        eos = getattr(gen, "eos_token_id", None)
+    else:
         eos = getattr(getattr(model, "config", None), "eos_token_id", None)
     if eos is None:
         return frozenset()
@@ -215,7 +222,10 @@ def plan_request(
     prompt = prepare_prompt(input_ids)
     _check_attention_mask(attention_mask, int(prompt.numel()))
     if max_new_tokens is None:
-        max_new_tokens = DEFAULT_MAX_NEW_TOKENS if max_length is None else _new_tokens_from(max_length, prompt)
+        if max_length is not None:
+            max_new_tokens = _new_tokens_from(max_length, prompt)
+        else:
+            max_new_tokens = _configured_length(target.model, prompt)
     if isinstance(max_new_tokens, np.integer):
         max_new_tokens = int(max_new_tokens)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
@@ -248,13 +258,17 @@ def plan_request(
         eos_ids = frozenset(int(e) for e in eos_token_id)
     stop_ids = eos_ids | frozenset(int(t) for t in (stop_token_ids or ()))
     matcher = None
+    configured = ""
+    if stop_strings is None:  # like model.generate: the generation config's, when the call gives none
+        stop_strings = getattr(getattr(target.model, "generation_config", None), "stop_strings", None)
+        configured = f" (the model's generation_config sets stop_strings={stop_strings!r})"
     if stop_strings:
         strings = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings)
         tok = tokenizer if tokenizer is not None else default_tokenizer
         if tok is None:
             raise InvalidInputError(
-                "stop_strings need a tokenizer to decode tokens: pass tokenizer=... to generate() "
-                "or to the decoder"
+                f"stop_strings need a tokenizer to decode tokens{configured}: pass tokenizer=... to generate() "
+                "or to the decoder" + (", or stop_strings=[] to decode without them" if configured else "")
             )
         matcher = StopStringMatcher(tok, strings)
     random = None
@@ -262,6 +276,29 @@ def plan_request(
         random = RandomStream(seed if seed is not None else secrets.randbits(63))
     return RequestPlan(prompt, max_new_tokens, sampling, StopConditions(max_new_tokens, stop_ids, matcher),
                        stop_ids, random)
+
+
+def _configured_length(model: torch.nn.Module, prompt: torch.Tensor) -> int:
+    """New tokens when the call sets no length: the generation config's, as ``model.generate`` reads them.
+
+    ``max_new_tokens`` first, then a ``max_length`` other than Hugging Face's
+    default of 20 (a length nobody chose would cut answers short), else
+    :data:`DEFAULT_MAX_NEW_TOKENS`.
+    """
+    config = getattr(model, "generation_config", None)
+    configured = getattr(config, "max_new_tokens", None) if config is not None else None
+    if configured is not None:
+        return int(configured)
+    max_length = getattr(config, "max_length", None) if config is not None else None
+    try:
+        from transformers import GenerationConfig
+
+        hf_default = GenerationConfig._get_default_generation_params().get("max_length", 20)
+    except (ImportError, AttributeError):  # pragma: no cover - older transformers
+        hf_default = 20
+    if max_length is not None and max_length != hf_default:
+        return _new_tokens_from(max_length, prompt)
+    return DEFAULT_MAX_NEW_TOKENS
 
 
 def _new_tokens_from(max_length: Any, prompt: torch.Tensor) -> int:

@@ -61,7 +61,8 @@ class DecoderAPI:
         """Decode up to ``max_new_tokens`` new tokens; same output as plain decoding.
 
         ``max_new_tokens=None``: ``max_length`` minus the prompt length when
-        ``max_length`` is given (HF semantics), else 128. ``attention_mask``,
+        ``max_length`` is given, else the generation config's length (HF
+        semantics), else 128. ``attention_mask``,
         ``pad_token_id`` and ``use_cache`` are accepted, so
         ``decoder.generate(**tokenizer(text, return_tensors="pt"))`` works.
 
