@@ -52,10 +52,11 @@ class Method(Protocol):
 
 
 def _draftkit_kwargs(settings: GenSettings, tokenizer: Any) -> dict[str, Any]:
-    # do_sample always explicit: a model whose generation config samples must still be benchmarked greedily.
-    kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample}
+    # Explicit settings: the model's generation config (do_sample, stop_strings) must not change a benchmark.
+    kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample,
+                              "stop_strings": list(settings.stop_strings)}
     if settings.stop_strings:
-        kwargs.update(stop_strings=list(settings.stop_strings), tokenizer=tokenizer)
+        kwargs.update(tokenizer=tokenizer)
     if settings.do_sample:
         kwargs.update(temperature=settings.temperature, top_p=settings.top_p, seed=settings.seed)
     return kwargs
