@@ -136,7 +136,7 @@ def main() -> int:
     encoded = [tokenizer(p.text, return_tensors="pt").input_ids for p in prompts]
 
     def generate(decoder: Any, i: int) -> list[int]:
-        kwargs: dict[str, Any] = {"max_new_tokens": args.max_new_tokens}
+        kwargs: dict[str, Any] = {"max_new_tokens": args.max_new_tokens, "do_sample": False}
         if prompts[i].stop_strings:
             kwargs.update(stop_strings=list(prompts[i].stop_strings), tokenizer=tokenizer)
         return decoder.generate(encoded[i], **kwargs).sequences[0, encoded[i].shape[1]:].tolist()

@@ -46,8 +46,9 @@ def main() -> None:
 
     # Parts by name (resolved through the plugin registry) or as instances.
     decoder = draftkit.SpeculativeDecoder(model, source="pld", tree=TrieBuilder(), budget=16)
-    out = decoder.generate(prompt, max_new_tokens=64)
-    plain = draftkit.PlainDecoder(model).generate(prompt, max_new_tokens=64)
+    # do_sample=False: greedy even for a model whose generation config samples.
+    out = decoder.generate(prompt, max_new_tokens=64, do_sample=False)
+    plain = draftkit.PlainDecoder(model).generate(prompt, max_new_tokens=64, do_sample=False)
 
     assert torch.equal(out.sequences, plain.sequences), "speculative output differs from plain decoding"
     s = out.stats

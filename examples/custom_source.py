@@ -66,8 +66,8 @@ def main() -> None:
     prompt = "class Point:\n    def __init__(self, x, y):\n        self.x = x\n"
     ids = tokenizer(prompt, return_tensors="pt").input_ids
     out = draftkit.SpeculativeDecoder(model, source=PreviousLine(newline_ids), tree="chain").generate(
-        ids, max_new_tokens=64)
-    plain = draftkit.PlainDecoder(model).generate(ids, max_new_tokens=64)
+        ids, max_new_tokens=64, do_sample=False)
+    plain = draftkit.PlainDecoder(model).generate(ids, max_new_tokens=64, do_sample=False)
     assert torch.equal(out.sequences, plain.sequences)
     print(tokenizer.decode(out.sequences[0]))
     print(f"{out.stats.mean_accepted_tokens:.2f} tokens per step with the previous-line source")
