@@ -26,6 +26,7 @@ import torch
 import draftkit
 from draftkit.errors import UnsupportedModelError
 from draftkit.testing.models import MORE_ARCHITECTURES, tiny_model
+from helpers import hf_greedy
 
 VOCAB = 131
 
@@ -54,10 +55,7 @@ def _prompts(seed: int, count: int = 3, longest: int = 40) -> list[torch.Tensor]
 
 
 def _hf_greedy(model: torch.nn.Module, ids: torch.Tensor, new: int) -> list[int]:
-    with torch.inference_mode():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=new,
-                             eos_token_id=None, pad_token_id=0)
-    return out[0].tolist()
+    return hf_greedy(model, ids[0].tolist(), new, None)
 
 
 @pytest.mark.parametrize("arch", MORE_ARCHITECTURES)

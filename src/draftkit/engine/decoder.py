@@ -169,9 +169,10 @@ class SpeculativeDecoder(DecoderAPI):
     def _run(self, input_ids: Any, max_new_tokens: int | None, **kwargs: Any) -> Generator[list[int], None, Any]:
         """Validate eagerly, then return the step generator."""
         t_start = time.perf_counter()
-        plan = plan_request(self.target, input_ids, max_new_tokens, default_tokenizer=self.tokenizer, **kwargs)
-        # Tree steps put draft nodes in cache slots past their positions: check the span again with them.
-        self.target.check_length(int(plan.prompt.numel()), plan.max_new_tokens, self.budget)
+        # The budget: tree steps put draft nodes in cache slots past their positions (see check_length).
+        plan = plan_request(
+            self.target, input_ids, max_new_tokens, self.budget, default_tokenizer=self.tokenizer, **kwargs
+        )
         verifier = self._pick_verifier(plan.sampling)
         caps = self.source.capabilities
         if plan.sampling.do_sample and caps.draft_kind is DraftKind.STOCHASTIC and (

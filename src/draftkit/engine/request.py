@@ -179,6 +179,8 @@ def plan_request(
     target: TargetModel,
     input_ids: Any,
     max_new_tokens: int | None = None,
+    tree_nodes: int = 0,
+    /,
     *,
     default_tokenizer: Any = None,
     do_sample: bool | None = None,
@@ -199,6 +201,10 @@ def plan_request(
     **unsupported: Any,
 ) -> RequestPlan:
     """Validate a ``generate()`` call.
+
+    ``tree_nodes``: the most draft nodes a step verifies (0 for plain decoding),
+    for the attention-span checks of :meth:`TargetModel.check_length`.
+    Positional-only, so a ``generate()`` keyword cannot set it.
 
     ``max_length`` (prompt + new tokens) is used when ``max_new_tokens`` is not
     given, as in Hugging Face. ``attention_mask``, ``pad_token_id`` and
@@ -247,7 +253,7 @@ def plan_request(
     bad = prompt[(prompt < 0) | (prompt >= vocab)]
     if bad.numel():
         raise InvalidInputError(f"prompt token id {int(bad[0])} is outside the model's vocabulary [0, {vocab})")
-    target.check_length(int(prompt.numel()), max_new_tokens)
+    target.check_length(int(prompt.numel()), max_new_tokens, tree_nodes)
     if isinstance(eos_token_id, torch.Tensor):
         eos_token_id = eos_token_id.reshape(-1).tolist()
     if eos_token_id is None:
