@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -29,12 +31,12 @@ def test_interleaved_streams_of_one_decoder_do_not_share_a_cache():
     assert out_b == plain.generate(b, max_new_tokens=30).new_tokens[0].tolist()
 
 
-def test_processors_switched_on_in_generation_config_are_refused():
+def test_unsupported_options_switched_on_in_generation_config_are_refused():
     model = tiny_model("llama", seed=3)
-    model.generation_config.no_repeat_ngram_size = 2
-    with pytest.raises(UnsupportedSamplingError, match="no_repeat_ngram_size=2"):
+    model.generation_config.num_beams = 3
+    with pytest.raises(UnsupportedSamplingError, match="num_beams=3"):
         draftkit.SpeculativeDecoder(model).generate([[1, 2]], max_new_tokens=4)
-    model.generation_config.no_repeat_ngram_size = None
+    model.generation_config.num_beams = 1
     draftkit.SpeculativeDecoder(model).generate([[1, 2]], max_new_tokens=4)
 
 
@@ -174,3 +176,24 @@ def test_settings_stored_on_the_generation_config_are_read_like_model_generate()
     with pytest.raises(InvalidInputError, match="generation_config sets stop_strings"):
         draftkit.SpeculativeDecoder(model, source="pld", budget=8).generate(ids, max_new_tokens=30)
     assert draftkit.SpeculativeDecoder(model, budget=8).generate(ids, max_new_tokens=30, stop_strings=[]).stats.emitted == 30
+
+
+def test_time_split_includes_the_prefill(monkeypatch):
+    """The prompt's forward pass is counted in ``time_prefill`` (it was once left out of every part).
+
+    The prefill is made to last at least 50 ms with a sleep, so the check does not depend on speed.
+    """
+    from draftkit.engine.target import TargetSession
+
+    real_prefill = TargetSession.prefill
+
+    def slow_prefill(self, prompt):
+        time.sleep(0.05)
+        return real_prefill(self, prompt)
+
+    monkeypatch.setattr(TargetSession, "prefill", slow_prefill)
+    model = tiny_model("llama", seed=3)
+    for decoder in (draftkit.PlainDecoder(model), draftkit.SpeculativeDecoder(model, source="pld", budget=4)):
+        stats = decoder.generate([[1, 2, 3, 1, 2]], max_new_tokens=2).stats
+        parts = stats.time_prefill + stats.time_draft + stats.time_verify + stats.time_other
+        assert stats.time_prefill >= 0.05 and parts <= stats.time_total

@@ -174,9 +174,11 @@ def test_sliding_window_past_the_window_is_refused():
 def test_unsupported_hf_options_are_refused_by_name(model):
     from draftkit.errors import UnsupportedSamplingError
 
-    with pytest.raises(UnsupportedSamplingError, match="typical_p is not supported"):
-        draftkit.SpeculativeDecoder(model).generate([[1, 2]], max_new_tokens=3, do_sample=True, typical_p=0.5)
-    with pytest.raises(UnsupportedSamplingError, match="no_repeat_ngram_size"):
-        draftkit.PlainDecoder(model).generate([[1, 2]], max_new_tokens=3, no_repeat_ngram_size=2)
+    with pytest.raises(UnsupportedSamplingError, match="num_beams=4 is not supported"):
+        draftkit.SpeculativeDecoder(model).generate([[1, 2]], max_new_tokens=3, num_beams=4)
+    with pytest.raises(UnsupportedSamplingError, match="guidance_scale"):
+        draftkit.PlainDecoder(model).generate([[1, 2]], max_new_tokens=3, guidance_scale=2.0)
+    # Values that change nothing (a single beam, one sequence) are accepted, as model.generate does.
+    draftkit.SpeculativeDecoder(model).generate([[1, 2]], max_new_tokens=3, num_beams=1, num_return_sequences=1)
     with pytest.raises(TypeError, match="unexpected keyword argument.*temprature"):
         draftkit.SpeculativeDecoder(model).generate([[1, 2]], max_new_tokens=3, temprature=0.5)

@@ -31,9 +31,13 @@ class LogitsPipeline:
 
     def __call__(self, logits: torch.Tensor, paths: list[np.ndarray]) -> torch.Tensor:
         """Processed scores, float64 [m, V]; removed tokens are ``-inf``."""
-        scores = logits.to(torch.float64)
         p = self.params
-        if p.uses_context_processors:
+        extra = p.processors
+        # Hugging Face hands processors a fresh copy; a user's processor may write into it.
+        scores = logits.to(torch.float64, copy=extra is not None)
+        if extra is not None:
+            scores = self._hf_stage(extra.before_penalty, scores, paths)
+        if p.repetition_penalty not in (None, 1.0):
             scores = scores.clone()
             for row, path in enumerate(paths):
                 seen = np.unique(np.concatenate([self.context, path]).astype(np.int64))
@@ -43,8 +47,18 @@ class LogitsPipeline:
                 scores[row, idx] = torch.where(
                     vals < 0, vals * p.repetition_penalty, vals / p.repetition_penalty
                 )
-        if not p.do_sample:
-            return scores
+        if extra is not None:
+            scores = self._hf_stage(extra.before_warpers, scores, paths)
+        if p.do_sample:
+            scores = self._warp(scores)
+            if extra is not None:
+                scores = self._hf_stage(extra.after_warpers, scores, paths)
+        if extra is not None:
+            scores = self._hf_stage(extra.final, scores, paths)
+        return scores
+
+    def _warp(self, scores: torch.Tensor) -> torch.Tensor:
+        p = self.params
         if p.temperature != 1.0:
             scores = scores / p.temperature
         if p.top_k is not None and p.top_k < scores.shape[-1]:
@@ -62,6 +76,19 @@ class LogitsPipeline:
             threshold = p.min_p * probs.max(dim=-1, keepdim=True).values
             scores = scores.masked_fill(probs < threshold, float("-inf"))
         return scores
+
+    def _hf_stage(self, processors: tuple, scores: torch.Tensor, paths: list[np.ndarray]) -> torch.Tensor:
+        """Hugging Face processors, row by row: each row sees its own sequence (context + path)."""
+        if not processors:
+            return scores
+        rows = []
+        for row, path in enumerate(paths):
+            ids = torch.from_numpy(np.concatenate([self.context, path]).astype(np.int64))[None].to(scores.device)
+            out = scores[row : row + 1]
+            for processor in processors:
+                out = processor(ids, out)
+            rows.append(out.to(torch.float64))
+        return torch.cat(rows)
 
     def probs(self, logits: torch.Tensor, paths: list[np.ndarray]) -> torch.Tensor:
         """Sampling distributions, float64 [m, V]."""

@@ -26,6 +26,8 @@ import numpy as np
 if TYPE_CHECKING:  # torch is heavy; the value types only need it for annotations
     import torch
 
+    from .processors import ExtraProcessors
+
 __all__ = [
     "DraftKind",
     "SourceCapabilities",
@@ -249,7 +251,10 @@ class SamplingParams:
     """Decoding settings with the meaning of Hugging Face ``generate``.
 
     ``do_sample=False`` is greedy decoding. The processors are applied in HF's
-    order: repetition penalty, temperature, top-k, top-p, min-p.
+    order: repetition penalty, temperature, top-k, top-p, min-p; ``processors``
+    holds the other ``generate`` options in use (``no_repeat_ngram_size``,
+    ``min_new_tokens``, ``typical_p``, a ``logits_processor`` list, ...), built
+    by :func:`draftkit.processors.build_extra_processors` for one request.
     """
 
     do_sample: bool = False
@@ -259,6 +264,7 @@ class SamplingParams:
     min_p: float | None = None
     repetition_penalty: float | None = None
     seed: int | None = None
+    processors: ExtraProcessors | None = None
 
     def __post_init__(self) -> None:
         from .errors import InvalidInputError
@@ -279,8 +285,15 @@ class SamplingParams:
 
     @property
     def uses_context_processors(self) -> bool:
-        """True when a node's distribution depends on the tokens of its own path."""
-        return self.repetition_penalty not in (None, 1.0)
+        """True when a node's distribution depends on the tokens of its own path (or its position)."""
+        return self.repetition_penalty not in (None, 1.0) or self.processors is not None
+
+    def describe_context_processors(self) -> str:
+        """``name=value`` of the settings that make :attr:`uses_context_processors` true, for messages."""
+        parts = [f"repetition_penalty={self.repetition_penalty}"] if self.repetition_penalty not in (None, 1.0) else []
+        if self.processors is not None:
+            parts.extend(self.processors.described)
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -314,7 +327,7 @@ class DecodeStats:
     emitted: int = 0  #: new tokens returned (accepted + bonus, after stopping)
     prompt_tokens: int = 0
     accept_lengths: list[int] = field(default_factory=list)  #: tokens emitted per step
-    time_prefill: float = 0.0
+    time_prefill: float = 0.0  #: the prompt's forward pass and the source's per-request setup (``begin``)
     time_draft: float = 0.0
     time_verify: float = 0.0  #: target forwards of the decode steps
     time_other: float = 0.0  #: tree building, verification logic, cache compaction

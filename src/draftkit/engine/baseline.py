@@ -41,12 +41,12 @@ class PlainDecoder(DecoderAPI):
         return self._steps(plan, t_start)
 
     def _steps(self, plan: RequestPlan, t_start: float) -> Generator[list[int], None, GenerationOutput]:
+        t0 = time.perf_counter()
         target = self.target.start(plan.prompt)  # this request's own KV cache
         prompt_len = int(plan.prompt.numel())
         stats = DecodeStats(prompt_tokens=prompt_len)
         sequence: list[int] = plan.prompt.tolist()
         window = target.context_window
-        t0 = time.perf_counter()
         stats.time_prefill = time.perf_counter() - t0
         no_path = [np.empty(0, np.int64)]
         no_draft = TokenTree.empty()

@@ -179,8 +179,9 @@ class SpeculativeDecoder(DecoderAPI):
             plan.sampling.uses_context_processors
         ):
             raise UnsupportedSamplingError(
-                "repetition_penalty with a stochastic draft source is not supported losslessly; "
-                "drop repetition_penalty or use a deterministic source"
+                f"{plan.sampling.describe_context_processors()} with a stochastic draft source "
+                f"({self.source.name!r}) is not supported when sampling: the draft's proposal law would "
+                "have to follow it along every path. Drop it or use a deterministic source"
             )
         return self._steps(plan, verifier, plan.max_new_tokens, t_start)
 
@@ -191,12 +192,12 @@ class SpeculativeDecoder(DecoderAPI):
             plan.prompt, plan.sampling, plan.stop, plan.stop_token_ids, plan.random
         )
         vocab = self.target.vocab_size
+        t0 = time.perf_counter()
         target = self.target.start(prompt)  # this request's own KV cache
         prompt_len = int(prompt.numel())
         window = target.context_window
         stats = DecodeStats(prompt_tokens=prompt_len)
         sequence: list[int] = prompt.tolist()
-        t0 = time.perf_counter()
         self.source.begin(prompt.numpy().copy())
         if hasattr(self.budget_policy, "begin"):  # optional: policies without request context skip it
             self.budget_policy.begin()
@@ -210,7 +211,7 @@ class SpeculativeDecoder(DecoderAPI):
             and not want_logits
             and (
                 type(verifier) is SampleWalkVerifier
-                or (type(verifier) is GreedyVerifier and not sampling.uses_context_processors)
+                or type(verifier) is GreedyVerifier
             )
         )
         history = np.empty(len(sequence) + max_new_tokens + 1, dtype=np.int64)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import BatchSizeError, EmptyPromptError, InvalidInputError, UnsupportedSamplingError
+from ..processors import PROCESSOR_OPTIONS, build_extra_processors, configured_processor_options
 from ..types import SamplingParams
 from ..verify.random import RandomStream
 from .stopping import StopConditions, StopStringMatcher
@@ -25,15 +26,32 @@ __all__ = ["DEFAULT_MAX_NEW_TOKENS", "RequestPlan", "plan_request", "prepare_pro
 
 #: Hugging Face ``generate`` options that draftkit does not implement. They are
 #: refused by name instead of being silently ignored: ignoring one would change
-#: the output distribution without telling anyone.
+#: the output distribution without telling anyone. (The logits processors
+#: draftkit does apply are listed in :data:`draftkit.processors.PROCESSOR_OPTIONS`.)
 UNSUPPORTED_GENERATE_OPTIONS = frozenset({
-    "typical_p", "epsilon_cutoff", "eta_cutoff", "top_h", "no_repeat_ngram_size", "bad_words_ids",
-    "force_words_ids", "sequence_bias", "min_length", "min_new_tokens", "suppress_tokens",
-    "begin_suppress_tokens", "forced_bos_token_id", "forced_eos_token_id", "encoder_repetition_penalty",
-    "diversity_penalty", "num_beams", "num_beam_groups", "length_penalty", "guidance_scale",
-    "logits_processor", "stopping_criteria", "prefix_allowed_tokens_fn", "watermarking_config",
-    "renormalize_logits", "exponential_decay_length_penalty", "num_return_sequences", "penalty_alpha",
+    "top_h", "force_words_ids", "constraints", "encoder_repetition_penalty", "encoder_no_repeat_ngram_size",
+    "diversity_penalty", "num_beams", "num_beam_groups", "length_penalty", "guidance_scale", "stopping_criteria",
+    "watermarking_config", "num_return_sequences", "penalty_alpha", "early_stopping",
 })
+
+
+def _inert(name: str, value: Any) -> bool:
+    """Values of unsupported options that change nothing here (``num_beams=1``, ...): accepted."""
+    if value is None:
+        return True
+    if name in ("num_beams", "num_beam_groups", "num_return_sequences"):
+        return value == 1
+    if name in ("length_penalty", "early_stopping"):
+        return True  # beam search only
+    if name in ("diversity_penalty", "penalty_alpha"):
+        return not value
+    if name in ("guidance_scale", "encoder_repetition_penalty"):
+        return value == 1.0
+    if name == "encoder_no_repeat_ngram_size":
+        return not value
+    if name in ("stopping_criteria", "force_words_ids", "constraints"):
+        return len(value) == 0
+    return False
 
 
 def prepare_prompt(input_ids: torch.Tensor | Sequence[int] | np.ndarray) -> torch.Tensor:
@@ -115,16 +133,8 @@ def default_do_sample(model: torch.nn.Module) -> bool:
     return bool(getattr(config, "do_sample", False)) if config is not None else False
 
 
-#: Options that only matter in modes draftkit never runs (beam search, contrastive
-#: search, several sequences); a generation config may set them harmlessly.
-_INERT_OPTIONS = frozenset({
-    "length_penalty", "num_return_sequences", "diversity_penalty", "num_beam_groups", "penalty_alpha",
-    "logits_processor", "stopping_criteria", "prefix_allowed_tokens_fn",
-})
-
-
 def _refuse_configured_processors(model: torch.nn.Module) -> None:
-    """Refuse logits processors switched on in the model's ``generation_config``.
+    """Refuse unsupported options switched on in the model's ``generation_config``.
 
     ``model.generate`` applies them even when the call does not mention them, so
     ignoring them would silently produce different text than the user's
@@ -140,17 +150,9 @@ def _refuse_configured_processors(model: torch.nn.Module) -> None:
     except (ImportError, AttributeError):  # pragma: no cover - older transformers
         defaults = {}
     active = []
-    for name in sorted(UNSUPPORTED_GENERATE_OPTIONS - _INERT_OPTIONS):
+    for name in sorted(UNSUPPORTED_GENERATE_OPTIONS):
         value = getattr(config, name, None)
-        if value is None or value == defaults.get(name) or value in ([], {}):
-            continue
-        if name in ("min_length", "no_repeat_ngram_size", "epsilon_cutoff", "eta_cutoff") and not value:
-            continue
-        if name in ("typical_p", "encoder_repetition_penalty", "guidance_scale") and value == 1.0:
-            continue
-        if name == "num_beams" and value == 1:
-            continue
-        if name == "renormalize_logits" and value is False:
+        if _inert(name, value) or value == defaults.get(name) or value in ([], {}):
             continue
         active.append(f"{name}={value!r}")
     if active:
@@ -198,6 +200,7 @@ def plan_request(
     attention_mask: Any = None,
     pad_token_id: int | None = None,
     use_cache: bool | None = None,
+    generation_config: Any = None,
     **unsupported: Any,
 ) -> RequestPlan:
     """Validate a ``generate()`` call.
@@ -211,35 +214,41 @@ def plan_request(
     ``use_cache`` are accepted so that ``decoder.generate(**tokenizer(text,
     return_tensors="pt"))`` works like ``model.generate``: one unpadded sequence
     has nothing to mask or pad (a mask with zeros is refused), and the KV cache
-    is always used, which does not change the output.
+    is always used, which does not change the output. ``generation_config``
+    replaces the model's as in Hugging Face (its unset fields are taken from the
+    model's; the call's keywords win over both).
     """
     del pad_token_id, use_cache  # no effect on one unpadded sequence decoded with a cache
+    given = {name: unsupported.pop(name) for name in PROCESSOR_OPTIONS if name in unsupported}
+    for name in [n for n, v in unsupported.items() if n in UNSUPPORTED_GENERATE_OPTIONS and _inert(n, v)]:
+        del unsupported[name]
     if unsupported:
         names = sorted(unsupported)
         known = [n for n in names if n in UNSUPPORTED_GENERATE_OPTIONS]
         if known:
             raise UnsupportedSamplingError(
-                f"{', '.join(known)} {'is' if len(known) == 1 else 'are'} not supported by draftkit (it would "
-                "change the output distribution and cannot be verified losslessly here); remove "
-                f"{'it' if len(known) == 1 else 'them'} or use model.generate"
+                f"{', '.join(f'{n}={unsupported[n]!r}' for n in known)} {'is' if len(known) == 1 else 'are'} not "
+                "supported by draftkit, which decodes one sequence without beam search, guidance or custom "
+                f"stopping criteria; remove {'it' if len(known) == 1 else 'them'} or use model.generate"
             )
         raise TypeError(f"generate() got unexpected keyword argument(s): {', '.join(names)}")
-    _refuse_configured_processors(target.model)
+    model = _configured(target.model, generation_config)
+    _refuse_configured_processors(model)
     prompt = prepare_prompt(input_ids)
     _check_attention_mask(attention_mask, int(prompt.numel()))
     if max_new_tokens is None:
         if max_length is not None:
             max_new_tokens = _new_tokens_from(max_length, prompt)
         else:
-            max_new_tokens = _configured_length(target.model, prompt)
+            max_new_tokens = _configured_length(model, prompt)
     if isinstance(max_new_tokens, np.integer):
         max_new_tokens = int(max_new_tokens)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise InvalidInputError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
-    defaults = generation_defaults(target.model)
+    defaults = generation_defaults(model)
     pick = lambda value, name: defaults[name] if value is None else value  # noqa: E731
     if do_sample is None:  # like model.generate: the model's generation config decides
-        do_sample = default_do_sample(target.model)
+        do_sample = default_do_sample(model)
     sampling = SamplingParams(
         do_sample=bool(do_sample),
         temperature=float(pick(temperature, "temperature")),
@@ -257,7 +266,7 @@ def plan_request(
     if isinstance(eos_token_id, torch.Tensor):
         eos_token_id = eos_token_id.reshape(-1).tolist()
     if eos_token_id is None:
-        eos_ids = default_eos_ids(target.model)
+        eos_ids = default_eos_ids(model)
     elif isinstance(eos_token_id, (int, np.integer)):
         eos_ids = frozenset({int(eos_token_id)})
     else:
@@ -266,7 +275,7 @@ def plan_request(
     matcher = None
     configured = ""
     if stop_strings is None:  # like model.generate: the generation config's, when the call gives none
-        stop_strings = getattr(getattr(target.model, "generation_config", None), "stop_strings", None)
+        stop_strings = getattr(getattr(model, "generation_config", None), "stop_strings", None)
         configured = f" (the model's generation_config sets stop_strings={stop_strings!r})"
     if stop_strings:
         strings = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings)
@@ -277,11 +286,45 @@ def plan_request(
                 "or to the decoder" + (", or stop_strings=[] to decode without them" if configured else "")
             )
         matcher = StopStringMatcher(tok, strings)
+    processors = build_extra_processors(
+        configured_processor_options(model, given),
+        prompt_length=int(prompt.numel()), max_new_tokens=max_new_tokens, eos_token_ids=eos_ids,
+        do_sample=sampling.do_sample, device=target.device,
+    )
+    if processors is not None:
+        sampling = replace(sampling, processors=processors)
     random = None
     if sampling.do_sample:
         random = RandomStream(seed if seed is not None else secrets.randbits(63))
     return RequestPlan(prompt, max_new_tokens, sampling, StopConditions(max_new_tokens, stop_ids, matcher),
                        stop_ids, random)
+
+
+@dataclass(frozen=True)
+class _ModelSettings:
+    """What ``generate`` reads from a model: its config and the generation config in effect."""
+
+    config: Any
+    generation_config: Any
+
+
+def _configured(model: torch.nn.Module, generation_config: Any) -> Any:
+    """The model, or a view of it whose generation config is the call's ``generation_config``
+    with its unset (``None``) fields filled from the model's, as ``model.generate`` merges them."""
+    if generation_config is None:
+        return model
+    update = getattr(generation_config, "update", None)
+    if not callable(update) or not callable(getattr(generation_config, "to_dict", None)):
+        raise InvalidInputError(
+            f"generation_config must be a transformers.GenerationConfig, got {type(generation_config).__name__}"
+        )
+    import copy
+
+    merged = copy.deepcopy(generation_config)
+    base = getattr(model, "generation_config", None)
+    if base is not None:
+        merged.update(**base.to_dict(), defaults_only=True, allow_custom_entries=True)
+    return _ModelSettings(getattr(model, "config", None), merged)
 
 
 def _configured_length(model: torch.nn.Module, prompt: torch.Tensor) -> int:

@@ -71,9 +71,27 @@ class DecoderAPI:
         options the call omits, ``do_sample`` included, come from the model's
         ``generation_config``);
         ``eos_token_id`` (int or list; defaults to the model's generation config),
-        ``stop_token_ids``, ``stop_strings`` (+ ``tokenizer``).
+        ``stop_token_ids``, ``stop_strings`` (+ ``tokenizer``); the other logits
+        processors of ``model.generate`` listed in
+        :data:`draftkit.processors.PROCESSOR_OPTIONS` (``no_repeat_ngram_size``,
+        ``min_new_tokens``, ``suppress_tokens``, ``typical_p``, a
+        ``logits_processor`` list, ...); ``generation_config``; ``streamer``
+        (a Hugging Face streamer such as ``TextStreamer``: it receives the prompt,
+        then each step's new tokens, then ``end()``).
         """
-        return self.stream(input_ids, max_new_tokens, **kwargs).run()
+        streamer = kwargs.pop("streamer", None)
+        stream = self.stream(input_ids, max_new_tokens, **kwargs)
+        if streamer is None:
+            return stream.run()
+        import torch
+
+        from .request import prepare_prompt
+
+        streamer.put(prepare_prompt(input_ids)[None])  # as model.generate: the prompt first
+        for tokens in stream:
+            streamer.put(torch.tensor(tokens, dtype=torch.long))
+        streamer.end()
+        return stream.output
 
     def stream(self, input_ids: Any, max_new_tokens: int | None = None, **kwargs: Any) -> TokenStream:
         """Iterate the new token ids step by step; ``.output`` holds the result at the end.

@@ -84,15 +84,20 @@ class GreedyVerifier:
         random: RandomStream | None,
         position: int,
     ) -> Verdict:
+        if sampling.uses_context_processors:
+            # Processors that read a row's own path (repetition penalty, n-gram bans, ...) run on
+            # the rows the walk reaches only: one per accepted token plus one, not the whole tree.
+            empty = np.empty(0, np.int64)
+
+            def processed_choice(row: int) -> int:
+                path = tree.path_tokens(row - 1) if row else empty
+                return int(torch.argmax(process(logits[row : row + 1], [path])[0]))
+
+            return greedy_walk_rows(tree, processed_choice)
         if not isinstance(logits, torch.Tensor):
             # Rows computed on demand (the engine's LazyLogits): read only the rows the walk reaches.
-            # The engine passes them only when no processor depends on the path.
             return greedy_walk_rows(tree, lambda row: int(torch.argmax(logits[row : row + 1][0])))
-        if sampling.uses_context_processors:
-            scores = process(logits, node_paths(tree, sampling))
-        else:
-            # No processor changes the argmax (temperature/top-k/top-p do not apply to greedy):
-            # skip the float64 copy of [n + 1, V] logits. Casting is monotonic, so ties agree.
-            scores = logits
-        argmax = torch.argmax(scores, dim=-1).cpu().numpy()
+        # No processor changes the argmax (temperature/top-k/top-p do not apply to greedy):
+        # skip the float64 copy of [n + 1, V] logits. Casting is monotonic, so ties agree.
+        argmax = torch.argmax(logits, dim=-1).cpu().numpy()
         return greedy_walk(tree, argmax)

@@ -215,8 +215,8 @@ class SpeculativeVerifier:
         stream = require_stream(random, sampling, self.name)
         if sampling.uses_context_processors:
             raise UnsupportedSamplingError(
-                "repetition_penalty is not supported with stochastic drafts (the proposal law would "
-                "have to apply it along every path too); drop it or use a deterministic source"
+                f"{sampling.describe_context_processors()} is not supported with stochastic drafts (the "
+                "proposal law would have to apply it along every path too); drop it or use a deterministic source"
             )
         p = target_probs(tree, logits, sampling, process)
         q = proposal_law(tree, p.shape[-1], p.device)

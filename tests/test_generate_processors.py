@@ -1,0 +1,258 @@
+"""The other logits processors of ``model.generate`` (``draftkit.processors``) stay lossless.
+
+Every test compares with an external reference: Hugging Face's own ``generate``
+(greedy) or its own processor list (distributions). The tiny models are float64,
+so a near-tie between two logits cannot flip an argmax between the tree forward
+and HF's sequential forwards.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from transformers import GenerationConfig
+from transformers.generation.logits_process import LogitsProcessor
+
+import draftkit
+from draftkit.engine.request import plan_request
+from draftkit.engine.target import TargetModel
+from draftkit.errors import InvalidInputError, UnsupportedSamplingError
+from draftkit.logits import LogitsPipeline
+from draftkit.testing.sources import OracleSource, RandomQSource
+from helpers import cached_model
+from strategies import VOCAB, architectures, generate_processor_options, prompts
+
+
+class BanEvenPositions(LogitsProcessor):
+    """A user's processor that depends on the position and writes into its input (allowed in HF)."""
+
+    def __init__(self, token: int) -> None:
+        self.token = token
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[-1] % 2 == 0:
+            scores[:, self.token] = -float("inf")
+        return scores
+
+
+def hf_generate(model, prompt: list[int], max_new_tokens: int, eos: int | None, **options) -> list[int]:
+    ids = torch.tensor([prompt])
+    out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
+                         pad_token_id=eos if eos is not None else 0, attention_mask=torch.ones_like(ids),
+                         **options)[0].tolist()
+    if eos is not None and eos in out[len(prompt):]:
+        out = out[: out.index(eos, len(prompt)) + 1]
+    return out
+
+
+def free_run(model, prompt: list[int], n: int = 24) -> list[int]:
+    """The model's greedy continuation with no EOS and no processor."""
+    return hf_generate(model, prompt, n, eos=None)[len(prompt):]
+
+
+def likely_eos(model, prompt: list[int]) -> int:
+    """A token the model emits after about 7 tokens: as EOS, min_new_tokens and friends then matter."""
+    run = free_run(model, prompt, 12)
+    return next((t for t in run[6:] if t not in run[:6]), run[-1])
+
+
+def sources_for(reference: list[int], prompt_len: int) -> list[object]:
+    """pld, a right oracle with decoy branches, and an oracle that is wrong after each right token."""
+    wrong = reference[:prompt_len] + [t if i % 2 == 0 else (t + 1) % VOCAB
+                                      for i, t in enumerate(reference[prompt_len:])]
+    return ["pld", OracleSource(reference, decoys=2), OracleSource(wrong, decoys=1)]
+
+
+PROMPT = [28, 30, 18, 69, 57, 11, 10, 40]  # the test model continues it without looping early
+
+#: Each case is built from the model's free continuation ``u`` so that it constrains this model.
+CASES = {
+    "no_repeat_ngram_size": lambda u: {"no_repeat_ngram_size": 1},
+    "min_new_tokens": lambda u: {"min_new_tokens": 14},
+    "min_length": lambda u: {"min_length": len(PROMPT) + 14},
+    "bad_words_ids": lambda u: {"bad_words_ids": [[u[0]], [u[2], u[3]]]},
+    "suppress_tokens": lambda u: {"suppress_tokens": [u[1], u[4]]},
+    "begin_suppress_tokens": lambda u: {"begin_suppress_tokens": [u[0]]},
+    "sequence_bias": lambda u: {"sequence_bias": [[[u[2]], -8.0], [[u[0], u[1]], -8.0]]},
+    "exponential_decay_length_penalty": lambda u: {"exponential_decay_length_penalty": (2, 3.0)},
+    "logits_processor": lambda u: {"logits_processor": [BanEvenPositions(u[0])]},
+    "prefix_allowed_tokens_fn": lambda u: {
+        "prefix_allowed_tokens_fn": lambda batch, ids: [t for t in range(VOCAB) if t % 4 != int(ids[-1]) % 4]},
+    "combined": lambda u: {"no_repeat_ngram_size": 2, "repetition_penalty": 1.3, "min_new_tokens": 10},
+    # No effect on an argmax by design (log-softmax; the tiny model has no inf/nan): checked, not guarded.
+    "renormalize+remove_invalid": lambda u: {"renormalize_logits": True, "remove_invalid_values": True},
+}
+NO_EFFECT_BY_DESIGN = {"renormalize+remove_invalid"}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_greedy_with_generate_processors_equals_hf_generate(case):
+    """With an EOS the model emits early (min_new_tokens, min_length, decay bite) and without one
+    (n-gram bans and prefix constraints need the longer output to bite)."""
+    model = cached_model("llama", VOCAB)
+    options = CASES[case](free_run(model, PROMPT))
+    constrained = False
+    for eos in (likely_eos(model, PROMPT), None):
+        if eos is None and "exponential_decay_length_penalty" in options:  # HF fails without EOS; draftkit says why
+            with pytest.raises(InvalidInputError, match="needs an EOS"):
+                draftkit.PlainDecoder(model).generate([PROMPT], max_new_tokens=4, eos_token_id=None, **options)
+            continue
+        reference = hf_generate(model, PROMPT, 24, eos, **options)
+        constrained |= reference != hf_generate(model, PROMPT, 24, eos)
+        plain = draftkit.PlainDecoder(model).generate([PROMPT], max_new_tokens=24, eos_token_id=eos, **options)
+        assert plain.sequences[0].tolist() == reference
+        for source in sources_for(reference, len(PROMPT)):
+            decoder = draftkit.SpeculativeDecoder(model, source=source, budget=8)
+            out = decoder.generate([PROMPT], max_new_tokens=24, do_sample=False, eos_token_id=eos, **options)
+            assert out.sequences[0].tolist() == reference, (source, eos)
+    # Else this test would prove nothing about the processor.
+    assert constrained or case in NO_EFFECT_BY_DESIGN, f"{case} does not constrain the test model"
+
+
+def test_forced_eos_ends_at_max_length_like_hf():
+    model = cached_model("llama", VOCAB)
+    u = free_run(model, PROMPT, 10)
+    forced = next(t for t in range(VOCAB) if t not in u)
+    reference = hf_generate(model, PROMPT, 10, None, forced_eos_token_id=forced)
+    assert reference[-1] == forced and reference[-2] == u[-2]
+    out = draftkit.SpeculativeDecoder(model, source=OracleSource(PROMPT + u, decoys=1), budget=8).generate(
+        [PROMPT], max_new_tokens=10, do_sample=False, eos_token_id=None, forced_eos_token_id=forced)
+    assert out.sequences[0].tolist() == reference
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arch=architectures, prompt=prompts(), options=generate_processor_options(), budget=st.sampled_from([4, 12]))
+def test_property_greedy_processors_equal_hf(arch, prompt, options, budget):
+    model = cached_model(arch, VOCAB)
+    eos = likely_eos(model, prompt)
+    reference = hf_generate(model, prompt, 16, eos, **options)
+    for source in sources_for(reference, len(prompt)):
+        decoder = draftkit.SpeculativeDecoder(model, source=source, budget=budget)
+        out = decoder.generate([prompt], max_new_tokens=16, do_sample=False, eos_token_id=eos, **options)
+        assert out.sequences[0].tolist() == reference, (source, options)
+
+
+def hf_probs(model, sequence: list[int], prompt_len: int, eos: int, options: dict, logits: torch.Tensor,
+             max_new_tokens: int) -> torch.Tensor:
+    """The next-token law Hugging Face's own processors give after ``sequence``."""
+    config = GenerationConfig(do_sample=True, top_k=0, max_length=prompt_len + max_new_tokens, **options)
+    config._eos_token_tensor = torch.tensor([eos])
+    processors = model._get_logits_processor(config, input_ids_seq_length=prompt_len, device="cpu",
+                                             model_kwargs={})
+    return processors(torch.tensor([sequence]), logits[None].clone())[0].softmax(-1)
+
+
+@settings(max_examples=30, deadline=None)
+@given(prompt=prompts(), options=generate_processor_options(sampling=True), cut=st.integers(0, 6),
+       tokens=st.lists(st.integers(0, VOCAB - 1), min_size=1, max_size=8))
+def test_processed_law_is_hf_law_and_splits_at_any_path(prompt, options, cut, tokens):
+    """draftkit's law after ``prompt + tokens`` is HF's, whether the tokens are context or a tree path."""
+    model = cached_model("llama", VOCAB)
+    eos = 3
+    plan = plan_request(TargetModel(model), [prompt], 12, 0, do_sample=True, top_k=0, eos_token_id=eos, **options)
+    sequence = prompt + tokens
+    logits = torch.randn(VOCAB, dtype=torch.float64, generator=torch.Generator().manual_seed(len(sequence))) * 3
+    whole = LogitsPipeline(plan.sampling, np.array(sequence)).probs(logits[None], [np.empty(0, np.int64)])[0]
+    k = len(prompt) + min(cut, len(tokens))
+    split = LogitsPipeline(plan.sampling, np.array(sequence[:k])).probs(logits[None], [np.array(sequence[k:])])[0]
+    assert torch.equal(whole, split)
+    expected = hf_probs(model, sequence, len(prompt), eos, options, logits, 12)
+    torch.testing.assert_close(whole, expected.to(torch.float64), rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(prompt=prompts(), options=generate_processor_options(sampling=True), seed=st.integers(0, 2**31 - 1))
+def test_seeded_sampling_with_processors_equals_plain_sampling(prompt, options, seed):
+    model = cached_model("llama", VOCAB)
+    kwargs = dict(max_new_tokens=14, do_sample=True, seed=seed, eos_token_id=3, **options)
+    plain = draftkit.PlainDecoder(model).generate([prompt], **kwargs).sequences[0].tolist()
+    for source in sources_for(plain, len(prompt)):
+        out = draftkit.SpeculativeDecoder(model, source=source, budget=8).generate([prompt], **kwargs)
+        assert out.sequences[0].tolist() == plain, (source, options)
+
+
+def test_options_in_the_generation_config_are_followed_like_model_generate():
+    model = cached_model("llama", VOCAB, seed=5)
+    prompt = PROMPT
+    eos = likely_eos(model, prompt)
+    reference = hf_generate(model, prompt, 20, eos, no_repeat_ngram_size=1, min_new_tokens=10)
+    assert reference != hf_generate(model, prompt, 20, eos)
+    try:
+        model.generation_config.no_repeat_ngram_size = 1
+        model.generation_config.min_new_tokens = 10
+        assert hf_generate(model, prompt, 20, eos) == reference
+        out = draftkit.SpeculativeDecoder(model, source="pld").generate([prompt], max_new_tokens=20,
+                                                                       do_sample=False, eos_token_id=eos)
+        assert out.sequences[0].tolist() == reference
+    finally:
+        model.generation_config.no_repeat_ngram_size = None
+        model.generation_config.min_new_tokens = None
+
+
+def test_generation_config_argument_replaces_the_models():
+    model = cached_model("llama", VOCAB, seed=6)
+    prompt = [1, 2, 3, 1, 2, 3]
+    config = GenerationConfig(max_new_tokens=15, no_repeat_ngram_size=1, do_sample=False, eos_token_id=None)
+    ids = torch.tensor([prompt])
+    reference = model.generate(ids, generation_config=config, attention_mask=torch.ones_like(ids),
+                               pad_token_id=0)[0].tolist()
+    out = draftkit.SpeculativeDecoder(model, source="pld").generate(ids, generation_config=config)
+    assert out.sequences[0].tolist() == reference
+    assert len(reference) == len(prompt) + 15
+    with pytest.raises(InvalidInputError, match="GenerationConfig"):
+        draftkit.PlainDecoder(model).generate(ids, generation_config={"max_new_tokens": 3})
+
+
+def test_hf_streamer_receives_the_prompt_then_every_new_token():
+    class Recorder:
+        def __init__(self) -> None:
+            self.puts: list[list[int]] = []
+            self.ended = False
+
+        def put(self, value: torch.Tensor) -> None:
+            self.puts.append(value.reshape(-1).tolist())
+
+        def end(self) -> None:
+            self.ended = True
+
+    model = cached_model("llama", VOCAB)
+    prompt = [4, 5, 6, 4, 5, 6, 4]
+    recorder = Recorder()
+    out = draftkit.SpeculativeDecoder(model, source="pld").generate([prompt], max_new_tokens=20, streamer=recorder)
+    assert recorder.ended and recorder.puts[0] == prompt
+    assert sum(recorder.puts[1:], []) == out.new_tokens[0].tolist()
+
+
+def test_text_streamer_prints_the_answer(capsys):
+    from transformers import TextStreamer
+
+    from draftkit.testing.tokenizers import char_tokenizer
+
+    tokenizer = char_tokenizer(VOCAB)
+    model = cached_model("llama", VOCAB)
+    prompt = tokenizer("abcabc")["input_ids"]
+    out = draftkit.SpeculativeDecoder(model, source="pld").generate(
+        [prompt], max_new_tokens=12, streamer=TextStreamer(tokenizer, skip_prompt=True))
+    printed = capsys.readouterr().out
+    assert printed.rstrip("\n") == tokenizer.decode(out.new_tokens[0].tolist()).rstrip("\n")
+
+
+def test_path_dependent_processors_with_a_stochastic_source_are_refused_by_name():
+    decoder = draftkit.SpeculativeDecoder(cached_model("llama", VOCAB), source=RandomQSource.random(VOCAB))
+    with pytest.raises(UnsupportedSamplingError, match="no_repeat_ngram_size=2"):
+        decoder.generate([[1, 2, 3]], max_new_tokens=4, do_sample=True, no_repeat_ngram_size=2, seed=0)
+    # Greedy decoding verifies any draft with the greedy verifier: allowed.
+    decoder.generate([[1, 2, 3]], max_new_tokens=4, do_sample=False, no_repeat_ngram_size=2)
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    ({"no_repeat_ngram_size": -1}, "no_repeat_ngram_size"),
+    ({"typical_p": 0.0, "do_sample": True}, "typical_p"),
+    ({"logits_processor": ["not callable"]}, "callables"),
+])
+def test_bad_processor_options_are_clear_errors(options, match):
+    with pytest.raises(InvalidInputError, match=match):
+        draftkit.PlainDecoder(cached_model("llama", VOCAB)).generate([[1, 2, 3]], max_new_tokens=4, **options)
