@@ -256,3 +256,37 @@ def test_path_dependent_processors_with_a_stochastic_source_are_refused_by_name(
 def test_bad_processor_options_are_clear_errors(options, match):
     with pytest.raises(InvalidInputError, match=match):
         draftkit.PlainDecoder(cached_model("llama", VOCAB)).generate([[1, 2, 3]], max_new_tokens=4, **options)
+
+
+def test_hf_call_conventions_are_accepted():
+    """``inputs=``, ``return_dict_in_generate`` and ``output_scores=False`` as in model.generate; what
+    cannot be returned is refused by name with the reason."""
+    model = cached_model("llama", VOCAB)
+    decoder = draftkit.SpeculativeDecoder(model, source="pld")
+    ids = torch.tensor([[1, 2, 3, 1, 2]])
+    reference = decoder.generate(ids, max_new_tokens=6).sequences
+    out = decoder.generate(inputs=ids, max_new_tokens=6, return_dict_in_generate=True, output_scores=False)
+    assert torch.equal(out.sequences, reference)
+    with pytest.raises(UnsupportedSamplingError, match="output_scores=True.*sequences and decoding statistics"):
+        decoder.generate(ids, max_new_tokens=6, output_scores=True)
+    with pytest.raises(TypeError, match="twice"):
+        decoder.generate(ids, inputs=ids, max_new_tokens=6)
+    with pytest.raises(InvalidInputError, match="no prompt"):
+        decoder.generate(max_new_tokens=6)
+
+
+def test_max_time_ends_with_a_prefix_of_the_full_output(monkeypatch):
+    """A deadline already passed after the first step (the clock is made to jump) ends generation there."""
+    import draftkit.engine.stopping as stopping
+
+    model = cached_model("llama", VOCAB)
+    decoder = draftkit.SpeculativeDecoder(model, source="pld", budget=4)
+    full = decoder.generate([[1, 2, 3, 1, 2, 3]], max_new_tokens=30, eos_token_id=None).new_tokens[0].tolist()
+    clock = iter(range(0, 10**6, 1000))  # every reading is 1000 s after the previous one
+    monkeypatch.setattr(stopping.time, "perf_counter", lambda: float(next(clock)))
+    out = decoder.generate([[1, 2, 3, 1, 2, 3]], max_new_tokens=30, eos_token_id=None, max_time=5.0)
+    new = out.new_tokens[0].tolist()
+    assert out.stats.finish_reason == "time" and out.stats.steps == 1
+    assert 1 <= len(new) < len(full) and new == full[: len(new)]
+    with pytest.raises(InvalidInputError, match="max_time"):
+        decoder.generate([[1, 2]], max_new_tokens=3, max_time=-1)

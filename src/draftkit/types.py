@@ -332,7 +332,7 @@ class DecodeStats:
     time_verify: float = 0.0  #: target forwards of the decode steps
     time_other: float = 0.0  #: tree building, verification logic, cache compaction
     time_total: float = 0.0
-    finish_reason: str = ""  #: "length", "eos", "stop_string", "context"
+    finish_reason: str = ""  #: "length", "eos", "stop_string", "context", "time" (``max_time``)
 
     @property
     def mean_accepted_tokens(self) -> float:

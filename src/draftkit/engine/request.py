@@ -8,6 +8,7 @@ generation config, HF sampling semantics) and on every input error.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -24,15 +25,25 @@ from .target import TargetModel
 
 __all__ = ["DEFAULT_MAX_NEW_TOKENS", "RequestPlan", "plan_request", "prepare_prompt", "default_do_sample", "default_eos_ids", "UNSUPPORTED_GENERATE_OPTIONS"]
 
-#: Hugging Face ``generate`` options that draftkit does not implement. They are
-#: refused by name instead of being silently ignored: ignoring one would change
-#: the output distribution without telling anyone. (The logits processors
-#: draftkit does apply are listed in :data:`draftkit.processors.PROCESSOR_OPTIONS`.)
-UNSUPPORTED_GENERATE_OPTIONS = frozenset({
-    "top_h", "force_words_ids", "constraints", "encoder_repetition_penalty", "encoder_no_repeat_ngram_size",
-    "diversity_penalty", "num_beams", "num_beam_groups", "length_penalty", "guidance_scale", "stopping_criteria",
-    "watermarking_config", "num_return_sequences", "penalty_alpha", "early_stopping",
-})
+#: Hugging Face ``generate`` options that draftkit does not implement, with the reason. They are
+#: refused by name instead of being silently ignored: ignoring one would change the output (or
+#: what is returned) without telling anyone. The logits processors draftkit does apply are
+#: listed in :data:`draftkit.processors.PROCESSOR_OPTIONS`.
+UNSUPPORTED_GENERATE_OPTIONS: dict[str, str] = {
+    **dict.fromkeys(("num_beams", "num_beam_groups", "diversity_penalty", "length_penalty", "early_stopping",
+                     "constraints", "force_words_ids"), "beam search is not speculative decoding"),
+    "num_return_sequences": "draftkit decodes one sequence per call (call generate() once per sample)",
+    "penalty_alpha": "contrastive search is not supported",
+    "guidance_scale": "classifier-free guidance needs a second forward pass per token",
+    "top_h": "top-h sampling is not implemented",
+    **dict.fromkeys(("encoder_repetition_penalty", "encoder_no_repeat_ngram_size"),
+                    "draftkit runs decoder-only models"),
+    "stopping_criteria": "custom stopping criteria are not supported (use stop_strings, eos_token_id or "
+                         "stop_token_ids)",
+    "watermarking_config": "watermarking is not supported",
+    **dict.fromkeys(("output_scores", "output_logits", "output_attentions", "output_hidden_states"),
+                    "draftkit returns the sequences and decoding statistics only"),
+}
 
 
 def _inert(name: str, value: Any) -> bool:
@@ -51,6 +62,8 @@ def _inert(name: str, value: Any) -> bool:
         return not value
     if name in ("stopping_criteria", "force_words_ids", "constraints"):
         return len(value) == 0
+    if name in ("output_scores", "output_logits", "output_attentions", "output_hidden_states"):
+        return value is False
     return False
 
 
@@ -201,6 +214,8 @@ def plan_request(
     pad_token_id: int | None = None,
     use_cache: bool | None = None,
     generation_config: Any = None,
+    max_time: float | None = None,
+    return_dict_in_generate: bool | None = None,
     **unsupported: Any,
 ) -> RequestPlan:
     """Validate a ``generate()`` call.
@@ -216,9 +231,15 @@ def plan_request(
     has nothing to mask or pad (a mask with zeros is refused), and the KV cache
     is always used, which does not change the output. ``generation_config``
     replaces the model's as in Hugging Face (its unset fields are taken from the
-    model's; the call's keywords win over both).
+    model's; the call's keywords win over both). ``max_time`` (seconds, counted
+    from this call) ends generation after the step that passes it, with
+    ``finish_reason="time"``: the output is a prefix of the full one.
+    ``return_dict_in_generate`` is accepted and changes nothing: ``generate()``
+    always returns a :class:`~draftkit.types.GenerationOutput` (``.sequences``).
     """
+    started = time.perf_counter()
     del pad_token_id, use_cache  # no effect on one unpadded sequence decoded with a cache
+    del return_dict_in_generate  # the output always has .sequences (and .stats)
     given = {name: unsupported.pop(name) for name in PROCESSOR_OPTIONS if name in unsupported}
     for name in [n for n, v in unsupported.items() if n in UNSUPPORTED_GENERATE_OPTIONS and _inert(n, v)]:
         del unsupported[name]
@@ -226,10 +247,11 @@ def plan_request(
         names = sorted(unsupported)
         known = [n for n in names if n in UNSUPPORTED_GENERATE_OPTIONS]
         if known:
+            reasons = "; ".join(dict.fromkeys(UNSUPPORTED_GENERATE_OPTIONS[n] for n in known))
             raise UnsupportedSamplingError(
                 f"{', '.join(f'{n}={unsupported[n]!r}' for n in known)} {'is' if len(known) == 1 else 'are'} not "
-                "supported by draftkit, which decodes one sequence without beam search, guidance or custom "
-                f"stopping criteria; remove {'it' if len(known) == 1 else 'them'} or use model.generate"
+                f"supported by draftkit ({reasons}); remove {'it' if len(known) == 1 else 'them'} or use "
+                "model.generate"
             )
         raise TypeError(f"generate() got unexpected keyword argument(s): {', '.join(names)}")
     model = _configured(target.model, generation_config)
@@ -293,10 +315,17 @@ def plan_request(
     )
     if processors is not None:
         sampling = replace(sampling, processors=processors)
+    if max_time is None:
+        max_time = getattr(getattr(model, "generation_config", None), "max_time", None)
+    deadline = None
+    if max_time is not None:
+        if isinstance(max_time, bool) or not isinstance(max_time, (int, float)) or not max_time > 0:
+            raise InvalidInputError(f"max_time must be a positive number of seconds, got {max_time!r}")
+        deadline = started + float(max_time)
     random = None
     if sampling.do_sample:
         random = RandomStream(seed if seed is not None else secrets.randbits(63))
-    return RequestPlan(prompt, max_new_tokens, sampling, StopConditions(max_new_tokens, stop_ids, matcher),
+    return RequestPlan(prompt, max_new_tokens, sampling, StopConditions(max_new_tokens, stop_ids, matcher, deadline),
                        stop_ids, random)
 
 

@@ -7,6 +7,7 @@ string or the ``max_new_tokens`` limit is ever emitted, counted or fed back.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +92,8 @@ class StopConditions:
     max_new_tokens: int
     stop_token_ids: frozenset[int] = field(default_factory=frozenset)
     stop_strings: StopStringMatcher | None = None
+    #: ``time.perf_counter()`` value after which generation ends (``max_time``); None: no limit.
+    deadline: float | None = None
 
     def cut(self, sequence: list[int], emitted: list[int], new_so_far: int) -> tuple[int, str]:
         """How many of ``emitted`` to keep, and the finish reason ('' if not finished).
@@ -110,4 +113,6 @@ class StopConditions:
                 return i + 1, "stop_string"
         if len(emitted) >= room:
             return len(emitted), "length"
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            return len(emitted), "time"
         return len(emitted), ""

@@ -57,7 +57,7 @@ class DecoderAPI:
     def _run(self, input_ids: Any, max_new_tokens: int | None, **kwargs: Any) -> Generator[list[int], None, Any]:
         raise NotImplementedError
 
-    def generate(self, input_ids: Any, max_new_tokens: int | None = None, **kwargs: Any) -> GenerationOutput:
+    def generate(self, input_ids: Any = None, max_new_tokens: int | None = None, **kwargs: Any) -> GenerationOutput:
         """Decode up to ``max_new_tokens`` new tokens; same output as plain decoding.
 
         ``max_new_tokens=None``: ``max_length`` minus the prompt length when
@@ -80,6 +80,7 @@ class DecoderAPI:
         then each step's new tokens, then ``end()``).
         """
         streamer = kwargs.pop("streamer", None)
+        input_ids = _prompt_argument(input_ids, kwargs)
         stream = self.stream(input_ids, max_new_tokens, **kwargs)
         if streamer is None:
             return stream.run()
@@ -93,9 +94,21 @@ class DecoderAPI:
         streamer.end()
         return stream.output
 
-    def stream(self, input_ids: Any, max_new_tokens: int | None = None, **kwargs: Any) -> TokenStream:
+    def stream(self, input_ids: Any = None, max_new_tokens: int | None = None, **kwargs: Any) -> TokenStream:
         """Iterate the new token ids step by step; ``.output`` holds the result at the end.
 
         Arguments are validated before the first step runs, so a bad call fails here.
         """
-        return TokenStream(self._run(input_ids, max_new_tokens, **kwargs))
+        return TokenStream(self._run(_prompt_argument(input_ids, kwargs), max_new_tokens, **kwargs))
+
+
+def _prompt_argument(input_ids: Any, kwargs: dict[str, Any]) -> Any:
+    """The prompt, given as ``input_ids`` or under Hugging Face's name ``inputs`` (popped from ``kwargs``)."""
+    inputs = kwargs.pop("inputs", None)
+    if input_ids is None and inputs is None:
+        from ..errors import InvalidInputError
+
+        raise InvalidInputError("no prompt: pass input_ids, a [1, T] tensor (or list) of token ids")
+    if input_ids is not None and inputs is not None:
+        raise TypeError("the prompt was given twice (input_ids and inputs); pass one")
+    return input_ids if input_ids is not None else inputs
