@@ -66,6 +66,20 @@ def test_temperature_zero_is_greedy_and_a_sampling_generation_config_is_followed
     assert capsys.readouterr().out == _greedy_text(tok, model, prompt, 24)
 
 
+def test_processor_options_follow_model_generate(tmp_path, capsys):
+    """--no-repeat-ngram-size / --repetition-penalty / --min-new-tokens mean what they mean in model.generate."""
+    tok, model = _model_dir(tmp_path)
+    prompt = "abcabcab"
+    ids = tok(prompt, return_tensors="pt").input_ids
+    expected = model.generate(ids, max_new_tokens=20, do_sample=False, no_repeat_ngram_size=2,
+                              repetition_penalty=1.3, attention_mask=torch.ones_like(ids), pad_token_id=0)
+    text = prompt + tok.decode(expected[0, ids.shape[1]:].tolist(), skip_special_tokens=True) + "\n"
+    assert text != _greedy_text(tok, model, prompt, 20)  # the options do change this output
+    rc = main(["generate", "--model", str(tmp_path), "--dtype", "float64", "--max-new-tokens", "20",
+               "--source", "pld+aded", "--no-repeat-ngram-size", "2", "--repetition-penalty", "1.3", prompt])
+    assert rc == 0 and capsys.readouterr().out == text
+
+
 def test_stop_strings_understand_escapes(tmp_path, capsys):
     tok, model = _model_dir(tmp_path)
     prompt = "abcabcab"

@@ -109,11 +109,12 @@ def _sampling_options(args: argparse.Namespace, model: Any) -> dict[str, Any]:
     """
     from .engine.request import default_do_sample
 
-    asked = args.temperature is not None or args.top_p is not None or args.top_k is not None
+    asked = any(v is not None for v in (args.temperature, args.top_p, args.top_k, args.min_p))
     if args.temperature == 0:
         options: dict[str, Any] = {"do_sample": False}
     elif asked:
-        options = dict(do_sample=True, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k)
+        options = dict(do_sample=True, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                       min_p=args.min_p)
     elif default_do_sample(model):
         _note("sampling, as the model's generation_config asks (do_sample: true); --temperature 0 decodes "
               "greedily")
@@ -125,6 +126,10 @@ def _sampling_options(args: argparse.Namespace, model: Any) -> dict[str, Any]:
             _note("--seed has no effect on greedy decoding")
     elif args.seed is not None:
         options["seed"] = args.seed
+    # Processors that apply to greedy decoding and sampling alike.
+    for name in ("repetition_penalty", "no_repeat_ngram_size", "min_new_tokens"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     return options
 
 
@@ -361,7 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
                      "model's generation_config sets do_sample, as model.generate does)")
     gen.add_argument("--top-p", type=float, help="nucleus sampling: keep the smallest set of this mass")
     gen.add_argument("--top-k", type=int, help="sample among the k likeliest tokens only")
+    gen.add_argument("--min-p", type=float, help="sample among tokens at least this fraction as likely as the top one")
     gen.add_argument("--seed", type=int, help="seed of the sampling stream (default: a random one)")
+    gen.add_argument("--repetition-penalty", type=float,
+                     help="divide the scores of tokens already in the text by this (greedy too; HF semantics)")
+    gen.add_argument("--no-repeat-ngram-size", type=int,
+                     help="never repeat an n-gram of this size (greedy too; HF semantics)")
+    gen.add_argument("--min-new-tokens", type=int, help="no EOS before this many new tokens")
     gen.add_argument("--stop", action="append", type=_unescape,
                      help="stop string (repeatable); \\n, \\t and \\\\ are read as newline, tab and "
                      "backslash, so --stop '\\n\\n' stops at a blank line. The stop string is kept in "
