@@ -249,7 +249,7 @@ def test_tokenizer_mismatch(tmp_path: Path):
     corpus.write_text("the quick brown fox\n" * 10)
     build_datastore_from_files(tmp_path / "s", [corpus], tok, progress=False)
     Rest.open(tmp_path / "s", tokenizer=tok)  # the right tokenizer is accepted
-    with pytest.raises(MismatchedDataFileError, match="built for another tokenizer"):
+    with pytest.raises(MismatchedDataFileError, match="built with another tokenizer"):
         Rest.open(tmp_path / "s", tokenizer=other)
 
 

@@ -18,7 +18,7 @@ import hashlib
 import json
 from typing import Any
 
-__all__ = ["tokenizer_fingerprint", "check_built_for", "FINGERPRINT_PREFIX"]
+__all__ = ["tokenizer_fingerprint", "require_fingerprint", "check_built_for", "FINGERPRINT_PREFIX"]
 
 #: Fingerprints are written as ``"sha256:<64 hex digits>"`` so the scheme can change later.
 FINGERPRINT_PREFIX = "sha256:"
@@ -64,6 +64,29 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return FINGERPRINT_PREFIX + hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def require_fingerprint(what: str, recorded: str | None, expected: str, fix: str, *, must_be_recorded: bool = True) -> None:
+    """Refuse an artefact (``what``) whose recorded tokenizer fingerprint differs from ``expected``.
+
+    The one comparison every loader makes (ADED matrices, REST datastores, a
+    decoder's source). ``must_be_recorded``: an artefact that records no
+    fingerprint is refused too (it cannot be checked), else it passes. ``fix``
+    ends the message with what to do.
+    """
+    from .errors import MismatchedDataFileError
+
+    if not recorded:
+        if must_be_recorded:
+            raise MismatchedDataFileError(
+                f"{what} records no tokenizer fingerprint, so it cannot be checked against the given tokenizer; {fix}"
+            )
+        return
+    if recorded != expected:
+        raise MismatchedDataFileError(
+            f"{what} was built with another tokenizer (fingerprint {recorded[:19]}..., the given tokenizer has "
+            f"{expected[:19]}...): its token ids would be meaningless drafts. {fix}"
+        )
+
+
 def check_built_for(what: str, recorded: str | None, tokenizer: Any, vocab_size: int, model_vocab: int) -> None:
     """Refuse an artefact (``what``, e.g. "the ADED matrix m.aded") that was built for another tokenizer.
 
@@ -85,9 +108,4 @@ def check_built_for(what: str, recorded: str | None, tokenizer: Any, vocab_size:
         actual = tokenizer_fingerprint(tokenizer)
     except TypeError:  # not a Hugging Face tokenizer: nothing to compare
         return
-    if actual != recorded:
-        raise MismatchedDataFileError(
-            f"{what} was built with another tokenizer (fingerprint {recorded[:19]}..., the decoder's tokenizer "
-            f"has {actual[:19]}...): its token ids would be meaningless drafts. Rebuild it with this model's "
-            "tokenizer"
-        )
+    require_fingerprint(what, recorded, actual, "Rebuild it with this model's tokenizer")

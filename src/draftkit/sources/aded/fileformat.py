@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import CorruptDataFileError, InvalidInputError, MismatchedDataFileError
-from ...fingerprint import FINGERPRINT_PREFIX, tokenizer_fingerprint
+from ...fingerprint import FINGERPRINT_PREFIX, require_fingerprint, tokenizer_fingerprint
 from .table import TrigramMatrix
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "save_matrix", "load_matrix", "tokenizer_fingerprint"]
@@ -150,16 +150,9 @@ def load_matrix(
     if tokenizer is not None and fingerprint is None:
         fingerprint = tokenizer_fingerprint(tokenizer)
     if fingerprint is not None:
-        if not stored_fp:
-            raise MismatchedDataFileError(
-                f"{where} records no tokenizer fingerprint, so it cannot be checked against this tokenizer; "
-                "load it without tokenizer= if you know it matches, or rebuild it with --tokenizer"
-            )
-        if stored_fp != fingerprint:
-            raise MismatchedDataFileError(
-                f"{where} was built with another tokenizer (fingerprint {stored_fp[:19]}..., this "
-                f"tokenizer has {fingerprint[:19]}...); build a matrix with this model's tokenizer"
-            )
+        require_fingerprint(where, stored_fp, fingerprint,
+                            "load it without tokenizer= if you know it matches, or build a matrix with this "
+                            "model's tokenizer (draftkit aded build --tokenizer ...)")
     return TrigramMatrix(vocab, keys, offsets, successors, weights, int(top_k), int(tokens), stored_fp)
 
 

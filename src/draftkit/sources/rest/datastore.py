@@ -458,19 +458,11 @@ class Datastore:
 
             tokenizer_fingerprint = fingerprint_of(tokenizer)
         if tokenizer_fingerprint is not None:
-            stored = header.get("tokenizer_fingerprint")
-            if stored is None:
-                raise MismatchedDataFileError(
-                    f"{root} records no tokenizer fingerprint, so it cannot be checked against the given "
-                    "tokenizer; rebuild it with the tokenizer (draftkit datastore build --tokenizer ...) "
-                    "or open it without one"
-                )
-            if stored != tokenizer_fingerprint:
-                raise MismatchedDataFileError(
-                    f"{root} was built for another tokenizer (fingerprint {stored[:19]}..., the given "
-                    f"tokenizer has {tokenizer_fingerprint[:19]}...); its token ids would be meaningless "
-                    "drafts. Rebuild the datastore with this model's tokenizer"
-                )
+            from ...fingerprint import require_fingerprint
+
+            require_fingerprint(f"the datastore {root}", header.get("tokenizer_fingerprint"), tokenizer_fingerprint,
+                                "open it without a tokenizer if you know it matches, or rebuild it with this "
+                                "model's tokenizer (draftkit datastore build --tokenizer ...)")
         chunks = []
         for i, c in enumerate(header["chunks"]):
             arrays = []
