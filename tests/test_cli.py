@@ -112,3 +112,23 @@ def test_a_folder_without_a_tokenizer_is_named(tmp_path, capsys):
     model.save_pretrained(tmp_path)
     assert main(["generate", "--model", str(tmp_path), "x"]) == 1
     assert "has no usable tokenizer" in capsys.readouterr().err
+
+
+def test_chat_wraps_the_prompt_in_the_chat_template(tmp_path, capsys):
+    tok, model = _model_dir(tmp_path)
+    tok.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}" \
+                        "{% if add_generation_prompt %}<a>{% endif %}"
+    tok.save_pretrained(tmp_path)
+    templated = "<user>abcab\n<a>"
+    expected = _greedy_text(tok, model, templated, 12)[len(templated):]
+    rc = main(["generate", "--model", str(tmp_path), "--dtype", "float64", "--max-new-tokens", "12", "--chat",
+               "abcab"])
+    assert rc == 0 and capsys.readouterr().out == "abcab" + expected
+
+
+def test_chat_without_a_template_is_a_clear_error(tmp_path, capsys):
+    _model_dir(tmp_path)
+    assert main(["generate", "--model", str(tmp_path), "--chat", "hi"]) != 0
+    assert "no chat template" in capsys.readouterr().err
+    assert main(["bench", "--model", str(tmp_path), "--chat", "--methods", "plain", "--no-corpus"]) != 0
+    assert "no chat template" in capsys.readouterr().err

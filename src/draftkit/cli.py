@@ -100,6 +100,32 @@ def _note(message: str) -> None:
     print(f"draftkit: {message}", file=sys.stderr)
 
 
+def encode_prompt(tokenizer: Any, text: str, chat: bool = False) -> Any:
+    """Token ids [1, T] of a prompt; with ``chat``, of one user turn in the tokenizer's chat template.
+
+    Chat models answer a question well only inside their template (Spec-Bench's
+    questions are meant for it); the template's text carries its own special
+    tokens, so none are added on top. An empty prompt becomes the BOS token.
+    """
+    import torch
+
+    if chat:
+        if not getattr(tokenizer, "chat_template", None):
+            raise InvalidInputError("--chat: the model's tokenizer has no chat template (tokenizer_config.json "
+                                    "'chat_template'); drop --chat to use the prompt as plain text")
+        text = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                             tokenize=False)
+        input_ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
+    else:
+        input_ids = tokenizer(text, return_tensors="pt").input_ids
+    if input_ids.numel() == 0:
+        if tokenizer.bos_token_id is None:
+            raise InvalidInputError("the prompt is empty and the tokenizer has no BOS token to start from; "
+                                    "give a prompt of at least one character")
+        input_ids = torch.tensor([[tokenizer.bos_token_id]])
+    return input_ids
+
+
 def _sampling_options(args: argparse.Namespace, model: Any) -> dict[str, Any]:
     """Decoding options of ``generate``: greedy, sampling, or what the model's generation config says.
 
@@ -141,12 +167,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads) if args.threads else None
     model, tokenizer = load_model_and_tokenizer(args.model, args.dtype)
     prompt = args.prompt if args.prompt != "-" else sys.stdin.read()
-    input_ids = tokenizer(prompt, return_tensors="pt").input_ids
-    if input_ids.numel() == 0:
-        if tokenizer.bos_token_id is None:
-            raise InvalidInputError("the prompt is empty and the tokenizer has no BOS token to start from; "
-                                    "give a prompt of at least one character")
-        input_ids = torch.tensor([[tokenizer.bos_token_id]])
+    input_ids = encode_prompt(tokenizer, prompt, args.chat)
     source, source_options = _source_spec(args.source, _parse_options(args.source_option))
     decoder = SpeculativeDecoder(
         model,
@@ -218,6 +239,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model, tokenizer = load_model_and_tokenizer(args.model, args.dtype)
+    if args.chat:
+        encode_prompt(tokenizer, "", chat=True)  # no chat template: say so before building anything
     draft_model = None
     draft_name = args.draft_model or ("demo-draft" if args.model == "demo" else None)
     if draft_name:
@@ -246,6 +269,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     config = BenchConfig(settings=settings, repeats=args.repeats)
 
     def encode(text: str) -> torch.Tensor:
+        if args.chat or tokenizer.bos_token_id is not None:
+            return encode_prompt(tokenizer, text, args.chat)
         ids = tokenizer(text, return_tensors="pt").input_ids
         return ids if ids.numel() else torch.tensor([[tokenizer.eos_token_id]])
 
@@ -377,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop string (repeatable); \\n, \\t and \\\\ are read as newline, tab and "
                      "backslash, so --stop '\\n\\n' stops at a blank line. The stop string is kept in "
                      "the output, as in Hugging Face generate")
+    gen.add_argument("--chat", action="store_true",
+                     help="wrap the prompt as one user turn in the tokenizer's chat template (chat models)")
     gen.add_argument("--dtype", default="float32", choices=DTYPES,
                      help="weights and compute dtype of the model")
     gen.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -413,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--cache-dir", default=None, help="where corpus artefacts (ADED matrix, retrieval "
                        "store) are cached (default: ~/.cache/draftkit)")
     bench.add_argument("--no-corpus", action="store_true", help="do not build corpus-backed sources")
+    bench.add_argument("--chat", action="store_true",
+                       help="wrap each prompt as one user turn in the tokenizer's chat template (chat models; "
+                       "Spec-Bench questions are meant for it)")
     bench.add_argument("--dtype", default="float32", choices=DTYPES,
                        help="weights and compute dtype of the models")
     bench.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
