@@ -249,13 +249,120 @@ def test_path_dependent_processors_with_a_stochastic_source_are_refused_by_name(
 
 
 @pytest.mark.parametrize(("options", "match"), [
-    ({"no_repeat_ngram_size": -1}, "no_repeat_ngram_size"),
+    ({"suppress_tokens": "abc"}, "suppress_tokens must be a list of token ids"),
+    ({"bad_words_ids": [[5, 1000]]}, "bad_words_ids holds 1000, which is not a token id"),
+    ({"sequence_bias": {(1000,): 2.0}}, "sequence_bias holds 1000"),
+    ({"forced_eos_token_id": 3, "suppress_tokens": [3, 4]}, "also in suppress_tokens"),
     ({"typical_p": 0.0, "do_sample": True}, "typical_p"),
+    ({"exponential_decay_length_penalty": 1.5}, "exponential_decay_length_penalty must be"),
     ({"logits_processor": ["not callable"]}, "callables"),
 ])
-def test_bad_processor_options_are_clear_errors(options, match):
+def test_bad_processor_options_are_clear_errors_when_called(options, match):
+    """Refused when generate() / stream() is called, before any step (a stream consumer never hangs)."""
+    decoder = draftkit.SpeculativeDecoder(cached_model("llama", VOCAB), source="pld")
     with pytest.raises(InvalidInputError, match=match):
-        draftkit.PlainDecoder(cached_model("llama", VOCAB)).generate([[1, 2, 3]], max_new_tokens=4, **options)
+        decoder.stream([[1, 2, 3]], max_new_tokens=4, eos_token_id=3, **options)
+
+
+def test_off_values_switch_a_processor_off_like_model_generate():
+    """generate's own tests decide: no_repeat_ngram_size <= 0, min_new_tokens <= 0, ... mean off."""
+    model = cached_model("llama", VOCAB)
+    off = {"no_repeat_ngram_size": 0, "min_new_tokens": -1, "min_length": 0, "epsilon_cutoff": 0.0,
+           "remove_invalid_values": False, "suppress_tokens": []}
+    reference = hf_generate(model, PROMPT, 12, None, **off)
+    assert reference == hf_generate(model, PROMPT, 12, None)
+    out = draftkit.SpeculativeDecoder(model, source="pld").generate([PROMPT], max_new_tokens=12, eos_token_id=None,
+                                                                   do_sample=False, **off)
+    assert out.sequences[0].tolist() == reference
+
+
+def test_processors_must_return_scores_of_the_shape_they_got():
+    decoder = draftkit.SpeculativeDecoder(cached_model("llama", VOCAB), source="pld")
+    with pytest.raises(InvalidInputError, match="returned \\(97,\\)"):
+        decoder.generate([[1, 2, 3]], max_new_tokens=4, logits_processor=[lambda ids, scores: scores[0]])
+
+
+def test_sampling_with_every_token_removed_is_a_clear_error():
+    decoder = draftkit.SpeculativeDecoder(cached_model("llama", VOCAB), source="pld")
+    with pytest.raises(InvalidInputError, match="no token is left"):
+        decoder.generate([[1, 2, 3]], max_new_tokens=4, do_sample=True, seed=0, suppress_tokens=list(range(VOCAB)))
+
+
+def test_min_new_tokens_supersedes_min_length_like_model_generate():
+    model = cached_model("llama", VOCAB)
+    eos = likely_eos(model, PROMPT)
+    options = {"min_new_tokens": 2, "min_length": len(PROMPT) + 15}
+    reference = hf_generate(model, PROMPT, 20, eos, **options)
+    assert reference != hf_generate(model, PROMPT, 20, eos, min_length=len(PROMPT) + 15)
+    for decoder in (draftkit.PlainDecoder(model), draftkit.SpeculativeDecoder(model, source="pld")):
+        out = decoder.generate([PROMPT], max_new_tokens=20, do_sample=False, eos_token_id=eos, **options)
+        assert out.sequences[0].tolist() == reference
+
+
+def test_a_users_processor_replaces_the_built_in_of_its_type_like_model_generate():
+    from transformers.generation.logits_process import (
+        RepetitionPenaltyLogitsProcessor,
+        SequenceBiasLogitsProcessor,
+    )
+
+    model = cached_model("llama", VOCAB)
+    u = free_run(model, PROMPT)
+    cases = [
+        {"repetition_penalty": 1.8, "logits_processor": [RepetitionPenaltyLogitsProcessor(1.0)]},
+        {"repetition_penalty": 1.0, "logits_processor": [RepetitionPenaltyLogitsProcessor(2.0)]},
+        {"sequence_bias": [[[u[1]], -20.0]], "logits_processor": [SequenceBiasLogitsProcessor([[[u[2]], -20.0]])]},
+    ]
+    for options in cases:
+        reference = hf_generate(model, PROMPT, 16, None, **options)
+        for source in sources_for(reference, len(PROMPT)):
+            out = draftkit.SpeculativeDecoder(model, source=source, budget=8).generate(
+                [PROMPT], max_new_tokens=16, do_sample=False, eos_token_id=None, **options)
+            assert out.sequences[0].tolist() == reference, (options, source)
+    # The first case is really a replacement: applying both would differ.
+    assert hf_generate(model, PROMPT, 16, None, **cases[0]) != hf_generate(model, PROMPT, 16, None,
+                                                                           repetition_penalty=1.8)
+
+
+def test_an_explicit_none_switches_a_configured_option_off_like_model_generate():
+    model = cached_model("llama", VOCAB, seed=7)
+    eos = likely_eos(model, PROMPT)
+    try:
+        model.generation_config.eos_token_id = eos
+        model.generation_config.no_repeat_ngram_size = 1
+        for options in ({"eos_token_id": None}, {"no_repeat_ngram_size": None}, {}):
+            ids = torch.tensor([PROMPT])
+            reference = model.generate(ids, max_new_tokens=16, do_sample=False, pad_token_id=0,
+                                       attention_mask=torch.ones_like(ids), **options)[0].tolist()
+            out = draftkit.SpeculativeDecoder(model, source="pld").generate(ids, max_new_tokens=16, do_sample=False,
+                                                                           **options)
+            assert out.sequences[0].tolist() == reference, options
+        model.generation_config.top_k = 5
+        with_config = plan_request(TargetModel(model), [PROMPT], 4, 0, do_sample=True).sampling
+        switched_off = plan_request(TargetModel(model), [PROMPT], 4, 0, do_sample=True, top_k=None).sampling
+        assert (with_config.top_k, switched_off.top_k) == (5, None)
+    finally:
+        model.generation_config.eos_token_id = None
+        model.generation_config.no_repeat_ngram_size = None
+        model.generation_config.top_k = None
+
+
+def test_a_call_can_switch_off_an_unsupported_option_of_the_generation_config():
+    model = cached_model("llama", VOCAB, seed=8)
+    try:
+        model.generation_config.num_beams = 4
+        with pytest.raises(UnsupportedSamplingError, match="num_beams=4"):
+            draftkit.PlainDecoder(model).generate([[1, 2, 3]], max_new_tokens=3)
+        draftkit.PlainDecoder(model).generate([[1, 2, 3]], max_new_tokens=3, num_beams=1)
+    finally:
+        model.generation_config.num_beams = None
+
+
+def test_min_new_tokens_holds_back_stop_token_ids_too():
+    model = cached_model("llama", VOCAB)
+    stop = likely_eos(model, PROMPT)
+    out = draftkit.SpeculativeDecoder(model, source="pld").generate(
+        [PROMPT], max_new_tokens=20, eos_token_id=None, stop_token_ids=[stop], min_new_tokens=12)
+    assert out.new_tokens.shape[1] >= 12
 
 
 def test_hf_call_conventions_are_accepted():
@@ -271,6 +378,10 @@ def test_hf_call_conventions_are_accepted():
         decoder.generate(ids, max_new_tokens=6, output_scores=True)
     with pytest.raises(TypeError, match="twice"):
         decoder.generate(ids, inputs=ids, max_new_tokens=6)
+    with pytest.raises(TypeError, match="option of generate"):
+        decoder.stream(ids, max_new_tokens=6, streamer=object())
+    config = GenerationConfig(max_new_tokens=6, do_sample=False)
+    assert torch.equal(decoder.generate(ids, config).sequences, reference)  # model.generate(ids, config)
     with pytest.raises(InvalidInputError, match="no prompt"):
         decoder.generate(max_new_tokens=6)
 

@@ -138,9 +138,13 @@ def _sampling_options(args: argparse.Namespace, model: Any) -> dict[str, Any]:
     asked = any(v is not None for v in (args.temperature, args.top_p, args.top_k, args.min_p))
     if args.temperature == 0:
         options: dict[str, Any] = {"do_sample": False}
+        ignored = [f"--{n.replace('_', '-')}" for n in ("top_p", "top_k", "min_p") if getattr(args, n) is not None]
+        if ignored:
+            _note(f"{', '.join(ignored)} {'has' if len(ignored) == 1 else 'have'} no effect on greedy decoding")
     elif asked:
-        options = dict(do_sample=True, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-                       min_p=args.min_p)
+        # Options not given stay unset (the generation config's, then HF's defaults); None would switch them off.
+        given = dict(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p)
+        options = {"do_sample": True, **{k: v for k, v in given.items() if v is not None}}
     elif default_do_sample(model):
         _note("sampling, as the model's generation_config asks (do_sample: true); --temperature 0 decodes "
               "greedily")
@@ -180,7 +184,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     sampling = _sampling_options(args, model)
     new_ids: list[int] = []
     shown = ""
-    stream = decoder.stream(input_ids, args.max_new_tokens, stop_strings=args.stop or None, **sampling)
+    if args.stop:  # else the generation config's stop strings apply, as in model.generate
+        sampling["stop_strings"] = args.stop
+    stream = decoder.stream(input_ids, args.max_new_tokens, **sampling)
     sys.stdout.write(prompt)  # after the request was validated: an error prints nothing on stdout
     for chunk in stream:
         new_ids.extend(chunk)

@@ -48,6 +48,7 @@ class LogitsPipeline:
                     vals < 0, vals * p.repetition_penalty, vals / p.repetition_penalty
                 )
         if extra is not None:
+            scores = self._hf_stage(extra.penalty, scores, paths)  # a user's penalty in the built-in's place
             scores = self._hf_stage(extra.before_warpers, scores, paths)
         if p.do_sample:
             scores = self._warp(scores)
@@ -87,6 +88,14 @@ class LogitsPipeline:
             out = scores[row : row + 1]
             for processor in processors:
                 out = processor(ids, out)
+                if not isinstance(out, torch.Tensor) or out.shape != (1, scores.shape[-1]):
+                    from .errors import InvalidInputError
+
+                    raise InvalidInputError(
+                        f"the logits processor {type(processor).__name__} returned "
+                        f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__} for scores "
+                        f"of shape (1, {scores.shape[-1]}); a processor must return scores of the shape it got"
+                    )
             rows.append(out.to(torch.float64))
         return torch.cat(rows)
 
@@ -102,6 +111,13 @@ def sample_from_probs(probs: torch.Tensor, uniform: float) -> int:
     uniform maps to the same token in both.
     """
     cdf = torch.cumsum(probs, dim=0)
+    if not float(cdf[-1]) > 0:  # NaN or zero: the processors removed every token
+        from .errors import InvalidInputError
+
+        raise InvalidInputError(
+            "no token is left to sample from: the logits processors (suppress_tokens, bad_words_ids, top-k, "
+            "...) removed every token at this position"
+        )
     target = uniform * float(cdf[-1])
     idx = int(torch.searchsorted(cdf, torch.tensor([target], dtype=cdf.dtype), right=True)[0])
     idx = min(idx, probs.shape[0] - 1)

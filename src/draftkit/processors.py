@@ -62,69 +62,84 @@ Processor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class ExtraProcessors:
     """One request's Hugging Face processors, by where ``generate`` applies them.
 
-    ``before_penalty`` runs before the repetition penalty (``sequence_bias``),
-    ``before_warpers`` after it and before temperature (also in greedy mode),
-    ``after_warpers`` after min-p (sampling only), ``final`` last.
-    Every processor takes ``(input_ids [1, L], scores [1, V])``.
+    ``before_penalty`` runs before the repetition penalty (``sequence_bias``);
+    ``penalty`` is a user's processor that takes the repetition penalty's place
+    (see ``replaces_repetition_penalty``); ``before_warpers`` runs after it and
+    before temperature (also in greedy mode); ``after_warpers`` after min-p
+    (sampling only); ``final`` last. Every processor takes
+    ``(input_ids [1, L], scores [1, V])``.
     """
 
     before_penalty: tuple[Processor, ...] = ()
+    penalty: tuple[Processor, ...] = ()
     before_warpers: tuple[Processor, ...] = ()
     after_warpers: tuple[Processor, ...] = ()
     final: tuple[Processor, ...] = ()
+    #: A user's ``RepetitionPenaltyLogitsProcessor`` replaces the built-in penalty, as in
+    #: ``generate``; the request's ``repetition_penalty`` is then not applied.
+    replaces_repetition_penalty: bool = False
     #: ``name=value`` of each option in use, for messages.
     described: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.before_penalty or self.before_warpers or self.after_warpers or self.final)
+        return bool(self.before_penalty or self.penalty or self.before_warpers or self.after_warpers or self.final)
 
 
-def _is_default(name: str, value: Any, defaults: Mapping[str, Any]) -> bool:
-    if value is None or value == defaults.get(name):
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def _is_off(name: str, value: Any) -> bool:
+    """Whether ``value`` switches the option's processor off, by ``generate``'s own tests."""
+    if value is None:
         return True
     if name in ("no_repeat_ngram_size", "min_length", "min_new_tokens"):
-        return not value
+        return not _number(name, value) > 0
     if name in ("epsilon_cutoff", "eta_cutoff"):
-        return not value
+        return not 0.0 < _number(name, value) < 1.0
     if name == "typical_p":
-        return value >= 1.0
+        return not _number(name, value) < 1.0
     if name in ("remove_invalid_values", "renormalize_logits"):
-        return value is False
-    if name == "logits_processor":
-        return len(value) == 0
-    return isinstance(value, (list, tuple, dict)) and len(value) == 0
-
-
-def _hf_defaults() -> dict[str, Any]:
-    try:
-        from transformers import GenerationConfig
-
-        return dict(GenerationConfig._get_default_generation_params())
-    except (ImportError, AttributeError):  # pragma: no cover - older transformers
-        return {}
+        return value is not True
+    if name in ("logits_processor", "suppress_tokens", "begin_suppress_tokens", "sequence_bias"):
+        return hasattr(value, "__len__") and len(value) == 0
+    return False
 
 
 def configured_processor_options(model: torch.nn.Module, given: Mapping[str, Any]) -> dict[str, Any]:
-    """The options in effect: the call's, else the model's generation config's (like ``model.generate``).
+    """The options in effect, resolved like ``model.generate``: the call's (an explicit ``None``
+    included, which switches an option off), else the model's generation config's.
 
-    Options left at Hugging Face's defaults (which switch the processor off) are dropped.
+    Options whose value switches their processor off are dropped; ``min_new_tokens``
+    supersedes ``min_length`` (``generate`` turns it into the same bound).
     """
     config = getattr(model, "generation_config", None)
-    defaults = _hf_defaults()
     out: dict[str, Any] = {}
     for name in PROCESSOR_OPTIONS:
-        value = given.get(name)
-        if value is None and name in _CONFIGURABLE and config is not None:
-            value = getattr(config, name, None)
-        if not _is_default(name, value, defaults):
+        if name in given:
+            value = given[name]
+        else:
+            value = getattr(config, name, None) if name in _CONFIGURABLE and config is not None else None
+        if not _is_off(name, value):
             out[name] = value
+    if "min_new_tokens" in out:
+        out.pop("min_length", None)
     return out
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInputError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
+def _token_ids(name: str, value: Any, vocab_size: int, nested: bool = False) -> list[Any]:
+    """``value`` as a list of token ids (``nested``: of lists of ids), each in ``[0, vocab_size)``."""
+    items = [value] if isinstance(value, int) and not nested else value
+    if isinstance(items, (str, bytes)) or not isinstance(items, (list, tuple)):
+        what = "a list of lists of token ids" if nested else "a list of token ids"
+        raise InvalidInputError(f"{name} must be {what}, got {value!r}")
+    flat = [t for seq in items for t in (seq if isinstance(seq, (list, tuple)) else [seq])] if nested else items
+    for t in flat:
+        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocab_size:
+            raise InvalidInputError(f"{name} holds {t!r}, which is not a token id of this model (0 to {vocab_size - 1})")
+    return [list(seq) if isinstance(seq, (list, tuple)) else seq for seq in items]
 
 
 def _unit_interval(name: str, value: Any) -> float:
@@ -140,6 +155,8 @@ def build_extra_processors(
     max_new_tokens: int,
     eos_token_ids: Sequence[int],
     do_sample: bool,
+    vocab_size: int,
+    repetition_penalty_active: bool = False,
     device: torch.device | str = "cpu",
 ) -> ExtraProcessors | None:
     """Hugging Face's processors for ``options`` (see :func:`configured_processor_options`), or ``None``.
@@ -147,8 +164,11 @@ def build_extra_processors(
     The arguments are the ones ``generate`` passes: the prompt length (for
     ``min_new_tokens``, ``begin_suppress_tokens`` and the decay penalty), the
     maximum length ``prompt_length + max_new_tokens`` (``forced_eos_token_id``)
-    and the EOS ids (processors that protect or forbid EOS; as in Hugging Face,
-    ``min_length`` / ``min_new_tokens`` do nothing without EOS ids).
+    and the ids that end generation (processors that protect or forbid EOS; as in
+    Hugging Face, ``min_length`` / ``min_new_tokens`` do nothing without them).
+    Token ids are checked against ``vocab_size`` here, so a bad id fails the call,
+    not its first step. ``repetition_penalty_active``: whether the request's own
+    repetition penalty runs (a user's processor of that type then replaces it).
     """
     if not options:
         return None
@@ -157,77 +177,127 @@ def build_extra_processors(
     eos = sorted(int(e) for e in eos_token_ids)
     eos_tensor = torch.tensor(eos, dtype=torch.long, device=device) if eos else None
     o = dict(options)
-    first: list[Processor] = []
-    before: list[Processor] = []
+    # Built-ins before the warpers, in generate's order; None marks the repetition penalty's place.
+    pre: list[tuple[str, Processor | None]] = []
     after: list[Processor] = []
     final: list[Processor] = []
-    try:
-        if "sequence_bias" in o:
-            bias = o["sequence_bias"]
-            if isinstance(bias, Mapping):  # HF 4.x form {(tokens...): bias}
-                bias = [[list(k), float(v)] for k, v in bias.items()]
-            first.append(lp.SequenceBiasLogitsProcessor(sequence_bias=bias))
-        if "no_repeat_ngram_size" in o:
-            before.append(lp.NoRepeatNGramLogitsProcessor(_positive_int("no_repeat_ngram_size",
-                                                                        o["no_repeat_ngram_size"])))
-        if "bad_words_ids" in o:
-            before.append(lp.NoBadWordsLogitsProcessor(o["bad_words_ids"], eos_tensor))
-        if "min_length" in o and eos_tensor is not None:
-            before.append(lp.MinLengthLogitsProcessor(_positive_int("min_length", o["min_length"]), eos_tensor,
-                                                      device=device))
-        if "min_new_tokens" in o and eos_tensor is not None:
-            before.append(lp.MinNewTokensLengthLogitsProcessor(
-                prompt_length, _positive_int("min_new_tokens", o["min_new_tokens"]), eos_tensor, device=device))
-        if "prefix_allowed_tokens_fn" in o:
-            before.append(lp.PrefixConstrainedLogitsProcessor(o["prefix_allowed_tokens_fn"], 1))
-        if "forced_bos_token_id" in o:
-            before.append(lp.ForcedBOSTokenLogitsProcessor(int(o["forced_bos_token_id"])))
-        if "forced_eos_token_id" in o:
-            before.append(lp.ForcedEOSTokenLogitsProcessor(prompt_length + max_new_tokens, o["forced_eos_token_id"],
-                                                           device=device))
-        if "remove_invalid_values" in o:
-            before.append(lp.InfNanRemoveLogitsProcessor())
-        if "exponential_decay_length_penalty" in o:
-            if eos_tensor is None:
-                raise InvalidInputError("exponential_decay_length_penalty needs an EOS token id to favour")
-            before.append(lp.ExponentialDecayLengthPenalty(tuple(o["exponential_decay_length_penalty"]), eos_tensor,
-                                                           prompt_length))
-        if "suppress_tokens" in o:
-            before.append(lp.SuppressTokensLogitsProcessor(list(o["suppress_tokens"]), device=device))
-        if "begin_suppress_tokens" in o:
-            begin = prompt_length + 1 if prompt_length == 1 and "forced_bos_token_id" in o else prompt_length
-            before.append(lp.SuppressTokensAtBeginLogitsProcessor(list(o["begin_suppress_tokens"]), begin,
-                                                                  device=device))
-        if "logits_processor" in o:
-            before = _merge_custom(before, list(o["logits_processor"]))
-        if do_sample:
-            if "typical_p" in o:
-                after.append(lp.TypicalLogitsWarper(mass=_unit_interval("typical_p", o["typical_p"])))
-            if "epsilon_cutoff" in o:
-                after.append(lp.EpsilonLogitsWarper(epsilon=_unit_interval("epsilon_cutoff", o["epsilon_cutoff"])))
-            if "eta_cutoff" in o:
-                after.append(lp.EtaLogitsWarper(epsilon=_unit_interval("eta_cutoff", o["eta_cutoff"]), device=device))
-        if "renormalize_logits" in o:
-            final.append(lp.LogitNormalization())
-    except InvalidInputError:
-        raise
-    except (ValueError, TypeError) as exc:  # Hugging Face's own argument checks
-        raise InvalidInputError(f"invalid generate() option: {exc}") from exc
-    described = tuple(f"{k}={'<function>' if callable(v) else v!r}" for k, v in o.items())
-    extra = ExtraProcessors(tuple(first), tuple(before), tuple(after), tuple(final), described)
+
+    def built(name: str, make: Callable[[], Processor]) -> Processor:
+        try:
+            return make()
+        except InvalidInputError:
+            raise
+        except (ValueError, TypeError, IndexError) as exc:  # Hugging Face's own argument checks
+            raise InvalidInputError(f"{name}={o[name]!r} is not valid: {exc}") from exc
+
+    if "sequence_bias" in o:
+        bias = o["sequence_bias"]
+        if isinstance(bias, Mapping):  # HF 4.x form {(tokens...): bias}
+            bias = [[list(k) if isinstance(k, (list, tuple)) else [k], v] for k, v in bias.items()]
+        if not isinstance(bias, (list, tuple)) or not all(isinstance(e, (list, tuple)) and len(e) == 2 for e in bias):
+            raise InvalidInputError(f"sequence_bias must be a list of [token ids, bias] pairs, got {o['sequence_bias']!r}")
+        _token_ids("sequence_bias", [e[0] for e in bias], vocab_size, nested=True)
+        pre.append(("sequence_bias", built("sequence_bias", lambda: lp.SequenceBiasLogitsProcessor(sequence_bias=bias))))
+    if repetition_penalty_active:
+        pre.append(("repetition_penalty", None))
+    if "no_repeat_ngram_size" in o:
+        size = o["no_repeat_ngram_size"]
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise InvalidInputError(f"no_repeat_ngram_size must be an integer, got {size!r}")
+        pre.append(("no_repeat_ngram_size", lp.NoRepeatNGramLogitsProcessor(size)))
+    if "bad_words_ids" in o:
+        words = _token_ids("bad_words_ids", o["bad_words_ids"], vocab_size, nested=True)
+        pre.append(("bad_words_ids", built("bad_words_ids", lambda: lp.NoBadWordsLogitsProcessor(words, eos_tensor))))
+    if "min_length" in o and eos_tensor is not None:
+        pre.append(("min_length", built("min_length", lambda: lp.MinLengthLogitsProcessor(
+            int(o["min_length"]), eos_tensor, device=device))))
+    if "min_new_tokens" in o and eos_tensor is not None:
+        pre.append(("min_new_tokens", built("min_new_tokens", lambda: lp.MinNewTokensLengthLogitsProcessor(
+            prompt_length, int(o["min_new_tokens"]), eos_tensor, device=device))))
+    if "prefix_allowed_tokens_fn" in o:
+        if not callable(o["prefix_allowed_tokens_fn"]):
+            raise InvalidInputError("prefix_allowed_tokens_fn must be a callable (batch_id, input_ids) -> token ids")
+        pre.append(("prefix_allowed_tokens_fn", lp.PrefixConstrainedLogitsProcessor(o["prefix_allowed_tokens_fn"], 1)))
+    forced: dict[str, list[int]] = {}
+    for name in ("forced_bos_token_id", "forced_eos_token_id"):
+        if name in o:
+            forced[name] = _token_ids(name, o[name], vocab_size)
+    if "forced_bos_token_id" in o:
+        if len(forced["forced_bos_token_id"]) != 1:
+            raise InvalidInputError(f"forced_bos_token_id must be one token id, got {o['forced_bos_token_id']!r}")
+        pre.append(("forced_bos_token_id", lp.ForcedBOSTokenLogitsProcessor(forced["forced_bos_token_id"][0])))
+    if "forced_eos_token_id" in o:
+        pre.append(("forced_eos_token_id", lp.ForcedEOSTokenLogitsProcessor(
+            prompt_length + max_new_tokens, forced["forced_eos_token_id"], device=device)))
+    if "remove_invalid_values" in o:
+        pre.append(("remove_invalid_values", lp.InfNanRemoveLogitsProcessor()))
+    if "exponential_decay_length_penalty" in o:
+        decay = o["exponential_decay_length_penalty"]
+        if not isinstance(decay, (list, tuple)) or len(decay) != 2:
+            raise InvalidInputError(f"exponential_decay_length_penalty must be (start_index, decay_factor), got {decay!r}")
+        if eos_tensor is None:
+            raise InvalidInputError("exponential_decay_length_penalty needs an EOS token id to favour")
+        pre.append(("exponential_decay_length_penalty", lp.ExponentialDecayLengthPenalty(
+            (int(decay[0]), float(decay[1])), eos_tensor, prompt_length)))
+    if "suppress_tokens" in o:
+        suppressed = _token_ids("suppress_tokens", o["suppress_tokens"], vocab_size)
+        for name, ids in forced.items():  # generate refuses this too: all logits -inf at the forced step
+            if set(ids) <= set(suppressed):
+                raise InvalidInputError(f"every token of {name} ({ids}) is also in suppress_tokens: forcing a token "
+                                        "while suppressing it leaves no token to emit. Remove the overlap (to "
+                                        "prevent an early EOS, use min_new_tokens)")
+        pre.append(("suppress_tokens", lp.SuppressTokensLogitsProcessor(suppressed, device=device)))
+    if "begin_suppress_tokens" in o:
+        begin = prompt_length + 1 if prompt_length == 1 and "forced_bos_token_id" in o else prompt_length
+        pre.append(("begin_suppress_tokens", lp.SuppressTokensAtBeginLogitsProcessor(
+            _token_ids("begin_suppress_tokens", o["begin_suppress_tokens"], vocab_size), begin, device=device)))
+    if "logits_processor" in o:
+        pre = _merge_custom(pre, o["logits_processor"])
+    if do_sample:
+        if "typical_p" in o:
+            after.append(lp.TypicalLogitsWarper(mass=_unit_interval("typical_p", o["typical_p"])))
+        if "epsilon_cutoff" in o:
+            after.append(lp.EpsilonLogitsWarper(epsilon=float(o["epsilon_cutoff"])))
+        if "eta_cutoff" in o:
+            after.append(lp.EtaLogitsWarper(epsilon=float(o["eta_cutoff"]), device=device))
+    if "renormalize_logits" in o:
+        final.append(lp.LogitNormalization())
+    # Split at the repetition penalty's place: draftkit applies its own penalty between the stages.
+    marks = [i for i, (name, _) in enumerate(pre) if name in ("repetition_penalty", "custom:repetition_penalty")]
+    k = marks[0] if marks else -1
+    replaced = bool(marks) and pre[k][0] == "custom:repetition_penalty"
+    extra = ExtraProcessors(
+        before_penalty=tuple(p for _, p in pre[:k] if p is not None) if marks else (),
+        penalty=tuple(p for _, p in pre[k : k + 1] if p is not None) if replaced else (),
+        before_warpers=tuple(p for _, p in pre[k + 1 :] if p is not None),
+        after_warpers=tuple(after),
+        final=tuple(final),
+        replaces_repetition_penalty=replaced,
+        described=tuple(f"{name}={'<function>' if callable(value) else value!r}" for name, value in o.items()),
+    )
     return extra if extra else None
 
 
-def _merge_custom(defaults: list[Processor], custom: list[Processor]) -> list[Processor]:
+def _merge_custom(defaults: list[tuple[str, Processor | None]], custom: Any) -> list[tuple[str, Processor | None]]:
     """A user's processors join the built-in ones as in ``generate``: one of a built-in's type
-    replaces it in place, the others follow."""
+    replaces it in place (the repetition penalty included), the others follow."""
+    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+    if not isinstance(custom, (list, tuple)):
+        raise InvalidInputError(f"logits_processor must be a list of processors, got {type(custom).__name__}")
     for p in custom:
         if not callable(p):
             raise InvalidInputError(f"logits_processor entries must be callables (input_ids, scores) -> scores, "
                                     f"got {type(p).__name__}")
-    merged = []
-    for d in defaults:
-        same = next((c for c in custom if type(c) is type(d)), None)
-        merged.append(same if same is not None else d)
-    merged.extend(c for c in custom if all(c is not m for m in merged))
+    merged: list[tuple[str, Processor | None]] = []
+    used: list[Processor] = []
+    for name, d in defaults:
+        kind = RepetitionPenaltyLogitsProcessor if d is None else type(d)
+        same = next((c for c in custom if type(c) is kind), None)
+        if same is None:
+            merged.append((name, d))
+        else:
+            merged.append(("custom:repetition_penalty" if d is None else name, same))
+            used.append(same)
+    merged.extend(("custom", c) for c in custom if all(c is not u for u in used))
     return merged

@@ -43,6 +43,10 @@ UNSUPPORTED_GENERATE_OPTIONS: dict[str, str] = {
     "watermarking_config": "watermarking is not supported",
     **dict.fromkeys(("output_scores", "output_logits", "output_attentions", "output_hidden_states"),
                     "draftkit returns the sequences and decoding statistics only"),
+    "dola_layers": "DoLa decoding is not supported",
+    "token_healing": "token healing is not supported",
+    **dict.fromkeys(("assistant_model", "prompt_lookup_num_tokens", "assistant_early_exit"),
+                    "draftkit does its own speculative decoding: pick a draft source instead"),
 }
 
 
@@ -62,9 +66,19 @@ def _inert(name: str, value: Any) -> bool:
         return not value
     if name in ("stopping_criteria", "force_words_ids", "constraints"):
         return len(value) == 0
-    if name in ("output_scores", "output_logits", "output_attentions", "output_hidden_states"):
+    if name in ("output_scores", "output_logits", "output_attentions", "output_hidden_states", "token_healing"):
         return value is False
     return False
+
+
+class _Unset:
+    """The default of ``generate()`` options the call did not give (``None`` given means "off", as in HF)."""
+
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+UNSET: Any = _Unset()
 
 
 def prepare_prompt(input_ids: torch.Tensor | Sequence[int] | np.ndarray) -> torch.Tensor:
@@ -146,7 +160,7 @@ def default_do_sample(model: torch.nn.Module) -> bool:
     return bool(getattr(config, "do_sample", False)) if config is not None else False
 
 
-def _refuse_configured_processors(model: torch.nn.Module) -> None:
+def _refuse_configured_processors(model: torch.nn.Module, overridden: set[str] | frozenset[str] = frozenset()) -> None:
     """Refuse unsupported options switched on in the model's ``generation_config``.
 
     ``model.generate`` applies them even when the call does not mention them, so
@@ -163,16 +177,18 @@ def _refuse_configured_processors(model: torch.nn.Module) -> None:
     except (ImportError, AttributeError):  # pragma: no cover - older transformers
         defaults = {}
     active = []
-    for name in sorted(UNSUPPORTED_GENERATE_OPTIONS):
+    for name in sorted(set(UNSUPPORTED_GENERATE_OPTIONS) - set(overridden)):
         value = getattr(config, name, None)
         if _inert(name, value) or value == defaults.get(name) or value in ([], {}):
             continue
-        active.append(f"{name}={value!r}")
+        active.append(name)
     if active:
+        settings = ", ".join(f"{name}={getattr(config, name)!r}" for name in active)
+        reasons = "; ".join(dict.fromkeys(UNSUPPORTED_GENERATE_OPTIONS[name] for name in active))
         raise UnsupportedSamplingError(
-            f"the model's generation_config sets {', '.join(active)}, which model.generate would apply and "
-            "draftkit cannot apply losslessly; reset it (e.g. model.generation_config.<name> = None) to "
-            "decode without it"
+            f"the model's generation_config sets {settings}, which model.generate would follow and draftkit "
+            f"does not support ({reasons}); reset it (e.g. model.generation_config.<name> = None) to decode "
+            "without it"
         )
 
 
@@ -198,27 +214,32 @@ def plan_request(
     /,
     *,
     default_tokenizer: Any = None,
-    do_sample: bool | None = None,
-    temperature: float | None = None,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    min_p: float | None = None,
-    repetition_penalty: float | None = None,
+    do_sample: bool | None = UNSET,
+    temperature: float | None = UNSET,
+    top_k: int | None = UNSET,
+    top_p: float | None = UNSET,
+    min_p: float | None = UNSET,
+    repetition_penalty: float | None = UNSET,
     seed: int | None = None,
-    eos_token_id: int | Sequence[int] | None = None,
+    eos_token_id: int | Sequence[int] | None = UNSET,
     stop_token_ids: Sequence[int] | None = None,
-    stop_strings: Sequence[str] | str | None = None,
+    stop_strings: Sequence[str] | str | None = UNSET,
     tokenizer: Any = None,
     max_length: int | None = None,
     attention_mask: Any = None,
     pad_token_id: int | None = None,
     use_cache: bool | None = None,
     generation_config: Any = None,
-    max_time: float | None = None,
+    max_time: float | None = UNSET,
     return_dict_in_generate: bool | None = None,
     **unsupported: Any,
 ) -> RequestPlan:
     """Validate a ``generate()`` call.
+
+    Options resolve like ``model.generate``: a value the call gives wins, an
+    option it does not give comes from the generation config in effect, then
+    Hugging Face's defaults; an explicit ``None`` switches an option off (no
+    EOS, no top-k, ...) even when the generation config sets it.
 
     ``tree_nodes``: the most draft nodes a step verifies (0 for plain decoding),
     for the attention-span checks of :meth:`TargetModel.check_length`.
@@ -241,7 +262,8 @@ def plan_request(
     del pad_token_id, use_cache  # no effect on one unpadded sequence decoded with a cache
     del return_dict_in_generate  # the output always has .sequences (and .stats)
     given = {name: unsupported.pop(name) for name in PROCESSOR_OPTIONS if name in unsupported}
-    for name in [n for n, v in unsupported.items() if n in UNSUPPORTED_GENERATE_OPTIONS and _inert(n, v)]:
+    switched_off = {n for n, v in unsupported.items() if n in UNSUPPORTED_GENERATE_OPTIONS and _inert(n, v)}
+    for name in switched_off:  # e.g. num_beams=1: nothing to do, and it overrides the generation config's
         del unsupported[name]
     if unsupported:
         names = sorted(unsupported)
@@ -255,7 +277,7 @@ def plan_request(
             )
         raise TypeError(f"generate() got unexpected keyword argument(s): {', '.join(names)}")
     model = _configured(target.model, generation_config)
-    _refuse_configured_processors(model)
+    _refuse_configured_processors(model, switched_off)
     prompt = prepare_prompt(input_ids)
     _check_attention_mask(attention_mask, int(prompt.numel()))
     if max_new_tokens is None:
@@ -268,12 +290,13 @@ def plan_request(
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise InvalidInputError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
     defaults = generation_defaults(model)
-    pick = lambda value, name: defaults[name] if value is None else value  # noqa: E731
-    if do_sample is None:  # like model.generate: the model's generation config decides
+    pick = lambda value, name: defaults[name] if value is UNSET else value  # noqa: E731
+    if do_sample is UNSET:  # like model.generate: the model's generation config decides
         do_sample = default_do_sample(model)
+    temperature = pick(temperature, "temperature")
     sampling = SamplingParams(
         do_sample=bool(do_sample),
-        temperature=float(pick(temperature, "temperature")),
+        temperature=1.0 if temperature is None else float(temperature),
         top_k=pick(top_k, "top_k") or None,  # HF: 0 disables top-k
         top_p=pick(top_p, "top_p"),
         min_p=pick(min_p, "min_p"),
@@ -287,8 +310,10 @@ def plan_request(
     target.check_length(int(prompt.numel()), max_new_tokens, tree_nodes)
     if isinstance(eos_token_id, torch.Tensor):
         eos_token_id = eos_token_id.reshape(-1).tolist()
-    if eos_token_id is None:
+    if eos_token_id is UNSET:
         eos_ids = default_eos_ids(model)
+    elif eos_token_id is None:  # as in model.generate: no EOS, whatever the generation config says
+        eos_ids = frozenset()
     elif isinstance(eos_token_id, (int, np.integer)):
         eos_ids = frozenset({int(eos_token_id)})
     else:
@@ -296,7 +321,7 @@ def plan_request(
     stop_ids = eos_ids | frozenset(int(t) for t in (stop_token_ids or ()))
     matcher = None
     configured = ""
-    if stop_strings is None:  # like model.generate: the generation config's, when the call gives none
+    if stop_strings is UNSET:  # like model.generate: the generation config's, when the call gives none
         stop_strings = getattr(getattr(model, "generation_config", None), "stop_strings", None)
         configured = f" (the model's generation_config sets stop_strings={stop_strings!r})"
     if stop_strings:
@@ -308,14 +333,18 @@ def plan_request(
                 "or to the decoder" + (", or stop_strings=[] to decode without them" if configured else "")
             )
         matcher = StopStringMatcher(tok, strings)
+    # EOS-aware processors (min_new_tokens, ...) treat stop_token_ids as EOS too, as vLLM's min_tokens does.
     processors = build_extra_processors(
         configured_processor_options(model, given),
-        prompt_length=int(prompt.numel()), max_new_tokens=max_new_tokens, eos_token_ids=eos_ids,
-        do_sample=sampling.do_sample, device=target.device,
+        prompt_length=int(prompt.numel()), max_new_tokens=max_new_tokens, eos_token_ids=stop_ids,
+        do_sample=sampling.do_sample, vocab_size=vocab, device=target.device,
+        repetition_penalty_active=sampling.repetition_penalty not in (None, 1.0),
     )
     if processors is not None:
         sampling = replace(sampling, processors=processors)
-    if max_time is None:
+        if processors.replaces_repetition_penalty:  # a user's RepetitionPenaltyLogitsProcessor, as in HF
+            sampling = replace(sampling, repetition_penalty=None)
+    if max_time is UNSET:
         max_time = getattr(getattr(model, "generation_config", None), "max_time", None)
     deadline = None
     if max_time is not None:

@@ -80,7 +80,7 @@ class DecoderAPI:
         then each step's new tokens, then ``end()``).
         """
         streamer = kwargs.pop("streamer", None)
-        input_ids = _prompt_argument(input_ids, kwargs)
+        input_ids, max_new_tokens = _call_arguments(input_ids, max_new_tokens, kwargs)
         stream = self.stream(input_ids, max_new_tokens, **kwargs)
         if streamer is None:
             return stream.run()
@@ -99,11 +99,19 @@ class DecoderAPI:
 
         Arguments are validated before the first step runs, so a bad call fails here.
         """
-        return TokenStream(self._run(_prompt_argument(input_ids, kwargs), max_new_tokens, **kwargs))
+        if "streamer" in kwargs:
+            raise TypeError("streamer= is an option of generate(); stream() yields each step's tokens itself")
+        input_ids, max_new_tokens = _call_arguments(input_ids, max_new_tokens, kwargs)
+        return TokenStream(self._run(input_ids, max_new_tokens, **kwargs))
 
 
-def _prompt_argument(input_ids: Any, kwargs: dict[str, Any]) -> Any:
-    """The prompt, given as ``input_ids`` or under Hugging Face's name ``inputs`` (popped from ``kwargs``)."""
+def _call_arguments(input_ids: Any, max_new_tokens: Any, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    """The prompt and ``max_new_tokens``, also when called the way ``model.generate`` is.
+
+    The prompt may come as ``inputs`` (popped from ``kwargs``), and a
+    ``GenerationConfig`` in second position (``model.generate(ids, config)``) is
+    moved to ``kwargs["generation_config"]``.
+    """
     inputs = kwargs.pop("inputs", None)
     if input_ids is None and inputs is None:
         from ..errors import InvalidInputError
@@ -111,4 +119,8 @@ def _prompt_argument(input_ids: Any, kwargs: dict[str, Any]) -> Any:
         raise InvalidInputError("no prompt: pass input_ids, a [1, T] tensor (or list) of token ids")
     if input_ids is not None and inputs is not None:
         raise TypeError("the prompt was given twice (input_ids and inputs); pass one")
-    return input_ids if input_ids is not None else inputs
+    if callable(getattr(max_new_tokens, "to_dict", None)) and callable(getattr(max_new_tokens, "update", None)):
+        if "generation_config" in kwargs:
+            raise TypeError("generation_config was given twice (second argument and keyword); pass one")
+        kwargs["generation_config"], max_new_tokens = max_new_tokens, None
+    return (input_ids if input_ids is not None else inputs), max_new_tokens
