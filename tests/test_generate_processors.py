@@ -373,7 +373,9 @@ def test_hf_call_conventions_are_accepted():
     ids = torch.tensor([[1, 2, 3, 1, 2]])
     reference = decoder.generate(ids, max_new_tokens=6).sequences
     out = decoder.generate(inputs=ids, max_new_tokens=6, return_dict_in_generate=True, output_scores=False)
-    assert torch.equal(out.sequences, reference)
+    assert torch.equal(out.sequences, reference) and torch.equal(out["sequences"], reference)
+    with pytest.raises(KeyError, match="no scores"):
+        out["scores"]
     with pytest.raises(UnsupportedSamplingError, match="output_scores=True.*sequences and decoding statistics"):
         decoder.generate(ids, max_new_tokens=6, output_scores=True)
     with pytest.raises(TypeError, match="twice"):

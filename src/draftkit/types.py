@@ -378,3 +378,9 @@ class GenerationOutput:
     @property
     def new_tokens(self) -> torch.Tensor:
         return self.sequences[:, self.stats.prompt_tokens :]
+
+    def __getitem__(self, key: str) -> torch.Tensor | DecodeStats:
+        """``out["sequences"]``, as on the output of ``model.generate(..., return_dict_in_generate=True)``."""
+        if key in ("sequences", "stats"):
+            return getattr(self, key)
+        raise KeyError(f"{key!r}: a draftkit GenerationOutput holds 'sequences' and 'stats' only (no scores)")
