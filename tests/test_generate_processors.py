@@ -403,3 +403,14 @@ def test_max_time_ends_with_a_prefix_of_the_full_output(monkeypatch):
     assert 1 <= len(new) < len(full) and new == full[: len(new)]
     with pytest.raises(InvalidInputError, match="max_time"):
         decoder.generate([[1, 2]], max_new_tokens=3, max_time=-1)
+
+
+def test_token_ids_may_be_numpy_or_torch_integers():
+    model = cached_model("llama", VOCAB)
+    options = {"suppress_tokens": [np.int64(5)], "bad_words_ids": [[np.int64(7)]], "forced_eos_token_id": torch.tensor(3),
+               "sequence_bias": [[[np.int64(4)], 2.0]]}
+    plain = {"suppress_tokens": [5], "bad_words_ids": [[7]], "forced_eos_token_id": 3, "sequence_bias": [[[4], 2.0]]}
+    reference = hf_generate(model, PROMPT, 8, None, **plain)
+    out = draftkit.SpeculativeDecoder(model, source="pld").generate([PROMPT], max_new_tokens=8, do_sample=False,
+                                                                   eos_token_id=None, **options)
+    assert out.sequences[0].tolist() == reference

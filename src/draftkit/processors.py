@@ -21,6 +21,7 @@ row's sequence, not once per emitted token.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -129,17 +130,31 @@ def configured_processor_options(model: torch.nn.Module, given: Mapping[str, Any
     return out
 
 
+def _token_id(name: str, t: Any, vocab_size: int) -> int:
+    try:
+        tok = operator.index(t)  # int, NumPy and 0-d torch integers; not floats
+    except TypeError:
+        tok = -1
+    if isinstance(t, bool) or not 0 <= tok < vocab_size:
+        raise InvalidInputError(f"{name} holds {t!r}, which is not a token id of this model (0 to {vocab_size - 1})")
+    return tok
+
+
 def _token_ids(name: str, value: Any, vocab_size: int, nested: bool = False) -> list[Any]:
     """``value`` as a list of token ids (``nested``: of lists of ids), each in ``[0, vocab_size)``."""
-    items = [value] if isinstance(value, int) and not nested else value
+    items = [value] if not nested and not isinstance(value, (list, tuple, str, bytes)) and hasattr(value, "__index__") \
+        else value
     if isinstance(items, (str, bytes)) or not isinstance(items, (list, tuple)):
         what = "a list of lists of token ids" if nested else "a list of token ids"
         raise InvalidInputError(f"{name} must be {what}, got {value!r}")
-    flat = [t for seq in items for t in (seq if isinstance(seq, (list, tuple)) else [seq])] if nested else items
-    for t in flat:
-        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocab_size:
-            raise InvalidInputError(f"{name} holds {t!r}, which is not a token id of this model (0 to {vocab_size - 1})")
-    return [list(seq) if isinstance(seq, (list, tuple)) else seq for seq in items]
+    if not nested:
+        return [_token_id(name, t, vocab_size) for t in items]
+    out = []
+    for seq in items:
+        if not isinstance(seq, (list, tuple)):
+            raise InvalidInputError(f"{name} must be a list of lists of token ids, got {value!r}")
+        out.append([_token_id(name, t, vocab_size) for t in seq])
+    return out
 
 
 def _unit_interval(name: str, value: Any) -> float:
@@ -196,7 +211,8 @@ def build_extra_processors(
             bias = [[list(k) if isinstance(k, (list, tuple)) else [k], v] for k, v in bias.items()]
         if not isinstance(bias, (list, tuple)) or not all(isinstance(e, (list, tuple)) and len(e) == 2 for e in bias):
             raise InvalidInputError(f"sequence_bias must be a list of [token ids, bias] pairs, got {o['sequence_bias']!r}")
-        _token_ids("sequence_bias", [e[0] for e in bias], vocab_size, nested=True)
+        keys = _token_ids("sequence_bias", [e[0] for e in bias], vocab_size, nested=True)
+        bias = [[ids, e[1]] for ids, e in zip(keys, bias, strict=True)]
         pre.append(("sequence_bias", built("sequence_bias", lambda: lp.SequenceBiasLogitsProcessor(sequence_bias=bias))))
     if repetition_penalty_active:
         pre.append(("repetition_penalty", None))
