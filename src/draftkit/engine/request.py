@@ -265,30 +265,12 @@ def plan_request(
     switched_off = {n for n, v in unsupported.items() if n in UNSUPPORTED_GENERATE_OPTIONS and _inert(n, v)}
     for name in switched_off:  # e.g. num_beams=1: nothing to do, and it overrides the generation config's
         del unsupported[name]
-    if unsupported:
-        names = sorted(unsupported)
-        known = [n for n in names if n in UNSUPPORTED_GENERATE_OPTIONS]
-        if known:
-            reasons = "; ".join(dict.fromkeys(UNSUPPORTED_GENERATE_OPTIONS[n] for n in known))
-            raise UnsupportedSamplingError(
-                f"{', '.join(f'{n}={unsupported[n]!r}' for n in known)} {'is' if len(known) == 1 else 'are'} not "
-                f"supported by draftkit ({reasons}); remove {'it' if len(known) == 1 else 'them'} or use "
-                "model.generate"
-            )
-        raise TypeError(f"generate() got unexpected keyword argument(s): {', '.join(names)}")
+    _refuse_unknown_options(unsupported)
     model = _configured(target.model, generation_config)
     _refuse_configured_processors(model, switched_off)
     prompt = prepare_prompt(input_ids)
     _check_attention_mask(attention_mask, int(prompt.numel()))
-    if max_new_tokens is None:
-        if max_length is not None:
-            max_new_tokens = _new_tokens_from(max_length, prompt)
-        else:
-            max_new_tokens = _configured_length(model, prompt)
-    if isinstance(max_new_tokens, np.integer):
-        max_new_tokens = int(max_new_tokens)
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise InvalidInputError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    max_new_tokens = _resolve_length(model, prompt, max_new_tokens, max_length)
     defaults = generation_defaults(model)
     pick = lambda value, name: defaults[name] if value is UNSET else value  # noqa: E731
     if do_sample is UNSET:  # like model.generate: the model's generation config decides
@@ -308,31 +290,8 @@ def plan_request(
     if bad.numel():
         raise InvalidInputError(f"prompt token id {int(bad[0])} is outside the model's vocabulary [0, {vocab})")
     target.check_length(int(prompt.numel()), max_new_tokens, tree_nodes)
-    if isinstance(eos_token_id, torch.Tensor):
-        eos_token_id = eos_token_id.reshape(-1).tolist()
-    if eos_token_id is UNSET:
-        eos_ids = default_eos_ids(model)
-    elif eos_token_id is None:  # as in model.generate: no EOS, whatever the generation config says
-        eos_ids = frozenset()
-    elif isinstance(eos_token_id, (int, np.integer)):
-        eos_ids = frozenset({int(eos_token_id)})
-    else:
-        eos_ids = frozenset(int(e) for e in eos_token_id)
-    stop_ids = eos_ids | frozenset(int(t) for t in (stop_token_ids or ()))
-    matcher = None
-    configured = ""
-    if stop_strings is UNSET:  # like model.generate: the generation config's, when the call gives none
-        stop_strings = getattr(getattr(model, "generation_config", None), "stop_strings", None)
-        configured = f" (the model's generation_config sets stop_strings={stop_strings!r})"
-    if stop_strings:
-        strings = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings)
-        tok = tokenizer if tokenizer is not None else default_tokenizer
-        if tok is None:
-            raise InvalidInputError(
-                f"stop_strings need a tokenizer to decode tokens{configured}: pass tokenizer=... to generate() "
-                "or to the decoder" + (", or stop_strings=[] to decode without them" if configured else "")
-            )
-        matcher = StopStringMatcher(tok, strings)
+    stop_ids = _resolve_eos(model, eos_token_id) | frozenset(int(t) for t in (stop_token_ids or ()))
+    matcher = _resolve_stop_strings(model, stop_strings, tokenizer if tokenizer is not None else default_tokenizer)
     # EOS-aware processors (min_new_tokens, ...) treat stop_token_ids as EOS too, as vLLM's min_tokens does.
     processors = build_extra_processors(
         configured_processor_options(model, given),
@@ -344,18 +303,83 @@ def plan_request(
         sampling = replace(sampling, processors=processors)
         if processors.replaces_repetition_penalty:  # a user's RepetitionPenaltyLogitsProcessor, as in HF
             sampling = replace(sampling, repetition_penalty=None)
-    if max_time is UNSET:
-        max_time = getattr(getattr(model, "generation_config", None), "max_time", None)
-    deadline = None
-    if max_time is not None:
-        if isinstance(max_time, bool) or not isinstance(max_time, (int, float)) or not max_time > 0:
-            raise InvalidInputError(f"max_time must be a positive number of seconds, got {max_time!r}")
-        deadline = started + float(max_time)
+    deadline = _resolve_deadline(model, max_time, started)
     random = None
     if sampling.do_sample:
         random = RandomStream(seed if seed is not None else secrets.randbits(63))
     return RequestPlan(prompt, max_new_tokens, sampling, StopConditions(max_new_tokens, stop_ids, matcher, deadline),
                        stop_ids, random)
+
+
+def _refuse_unknown_options(unsupported: dict[str, Any]) -> None:
+    """Refuse what is left of a call's keywords: known ``generate`` options with the reason, others as typos."""
+    if not unsupported:
+        return
+    names = sorted(unsupported)
+    known = [n for n in names if n in UNSUPPORTED_GENERATE_OPTIONS]
+    if known:
+        reasons = "; ".join(dict.fromkeys(UNSUPPORTED_GENERATE_OPTIONS[n] for n in known))
+        raise UnsupportedSamplingError(
+            f"{', '.join(f'{n}={unsupported[n]!r}' for n in known)} {'is' if len(known) == 1 else 'are'} not "
+            f"supported by draftkit ({reasons}); remove {'it' if len(known) == 1 else 'them'} or use "
+            "model.generate"
+        )
+    raise TypeError(f"generate() got unexpected keyword argument(s): {', '.join(names)}")
+
+
+def _resolve_length(model: Any, prompt: torch.Tensor, max_new_tokens: Any, max_length: Any) -> int:
+    """New tokens: ``max_new_tokens``, else ``max_length`` minus the prompt, else the generation config's."""
+    if max_new_tokens is None:
+        if max_length is not None:
+            max_new_tokens = _new_tokens_from(max_length, prompt)
+        else:
+            max_new_tokens = _configured_length(model, prompt)
+    if isinstance(max_new_tokens, np.integer):
+        max_new_tokens = int(max_new_tokens)
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise InvalidInputError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    return max_new_tokens
+
+
+def _resolve_eos(model: Any, eos_token_id: Any) -> frozenset[int]:
+    """EOS ids: the call's (``None``: none, as in ``model.generate``), else the generation config's."""
+    if isinstance(eos_token_id, torch.Tensor):
+        eos_token_id = eos_token_id.reshape(-1).tolist()
+    if eos_token_id is UNSET:
+        return default_eos_ids(model)
+    if eos_token_id is None:
+        return frozenset()
+    if isinstance(eos_token_id, (int, np.integer)):
+        return frozenset({int(eos_token_id)})
+    return frozenset(int(e) for e in eos_token_id)
+
+
+def _resolve_stop_strings(model: Any, stop_strings: Any, tokenizer: Any) -> StopStringMatcher | None:
+    """The matcher of the call's stop strings, else of the generation config's (``None``: none)."""
+    configured = ""
+    if stop_strings is UNSET:  # like model.generate: the generation config's, when the call gives none
+        stop_strings = getattr(getattr(model, "generation_config", None), "stop_strings", None)
+        configured = f" (the model's generation_config sets stop_strings={stop_strings!r})"
+    if not stop_strings:
+        return None
+    strings = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings)
+    if tokenizer is None:
+        raise InvalidInputError(
+            f"stop_strings need a tokenizer to decode tokens{configured}: pass tokenizer=... to generate() "
+            "or to the decoder" + (", or stop_strings=[] to decode without them" if configured else "")
+        )
+    return StopStringMatcher(tokenizer, strings)
+
+
+def _resolve_deadline(model: Any, max_time: Any, started: float) -> float | None:
+    """``time.perf_counter()`` value that ends generation (``max_time`` after ``started``), or None."""
+    if max_time is UNSET:
+        max_time = getattr(getattr(model, "generation_config", None), "max_time", None)
+    if max_time is None:
+        return None
+    if isinstance(max_time, bool) or not isinstance(max_time, (int, float)) or not max_time > 0:
+        raise InvalidInputError(f"max_time must be a positive number of seconds, got {max_time!r}")
+    return started + float(max_time)
 
 
 @dataclass(frozen=True)
