@@ -7,8 +7,9 @@ many target steps were needed.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -202,6 +203,21 @@ def _truncate_at_stop(sequence: list[int], prompt_len: int, tokenizer: Any, stop
     return sequence[prompt_len:]
 
 
+@contextlib.contextmanager
+def _quiet_generation_warnings() -> Iterator[None]:
+    """Hide ``transformers.generation``'s warnings while a peer runs: assisted generation warns about
+    how it calls the assistant's own ``generate`` (deprecated arguments), which is not the user's doing."""
+    import logging
+
+    logger = logging.getLogger("transformers.generation.utils")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 @dataclass
 class HFMethod:
     """Hugging Face ``model.generate`` with extra arguments (prompt lookup, assistant model).
@@ -243,10 +259,11 @@ class HFMethod:
             kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
         else:
             kwargs.update(do_sample=False)
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            out = self.model.generate(input_ids, **kwargs)
-        wall = time.perf_counter() - t0
+        with _quiet_generation_warnings():
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                out = self.model.generate(input_ids, **kwargs)
+            wall = time.perf_counter() - t0
         sequence = out[0].tolist()
         if blocks:
             eos = self.model.generation_config.eos_token_id
