@@ -226,6 +226,30 @@ def test_hf_streamer_receives_the_prompt_then_every_new_token():
     assert sum(recorder.puts[1:], []) == out.new_tokens[0].tolist()
 
 
+def test_a_streamer_is_ended_when_generation_fails():
+    """A TextIteratorStreamer's consumer thread must not wait forever for a generation that raised."""
+
+    class Recorder:
+        ended = False
+
+        def put(self, value: torch.Tensor) -> None:
+            pass
+
+        def end(self) -> None:
+            self.ended = True
+
+    def fail_on_third_call(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if ids.shape[-1] >= 6:
+            raise RuntimeError("boom")
+        return scores
+
+    recorder = Recorder()
+    decoder = draftkit.SpeculativeDecoder(cached_model("llama", VOCAB), source="pld")
+    with pytest.raises(RuntimeError, match="boom"):
+        decoder.generate([[1, 2, 3]], max_new_tokens=8, logits_processor=[fail_on_third_call], streamer=recorder)
+    assert recorder.ended
+
+
 def test_text_streamer_prints_the_answer(capsys):
     from transformers import TextStreamer
 

@@ -89,9 +89,11 @@ class DecoderAPI:
         from .request import prepare_prompt
 
         streamer.put(prepare_prompt(input_ids)[None])  # as model.generate: the prompt first
-        for tokens in stream:
-            streamer.put(torch.tensor(tokens, dtype=torch.long))
-        streamer.end()
+        try:
+            for tokens in stream:
+                streamer.put(torch.tensor(tokens, dtype=torch.long))
+        finally:  # also on an error, so that a consumer thread (TextIteratorStreamer) is not left waiting
+            streamer.end()
         return stream.output
 
     def stream(self, input_ids: Any = None, max_new_tokens: int | None = None, **kwargs: Any) -> TokenStream:
