@@ -35,8 +35,10 @@ class LogitsPipeline:
         extra = p.processors
         # Hugging Face hands processors a fresh copy; a user's processor may write into it.
         scores = logits.to(torch.float64, copy=extra is not None)
-        if extra is not None:
-            scores = self._hf_stage(extra.before_penalty, scores, paths)
+        if extra is not None:  # each row's sequence (context + path), built once for all stages
+            row_ids = [torch.from_numpy(np.concatenate([self.context, path]).astype(np.int64))[None].to(scores.device)
+                       for path in paths]
+            scores = self._hf_stage(extra.before_penalty, scores, row_ids)
         if p.repetition_penalty not in (None, 1.0):
             scores = scores.clone()
             for row, path in enumerate(paths):
@@ -48,14 +50,14 @@ class LogitsPipeline:
                     vals < 0, vals * p.repetition_penalty, vals / p.repetition_penalty
                 )
         if extra is not None:
-            scores = self._hf_stage(extra.penalty, scores, paths)  # a user's penalty in the built-in's place
-            scores = self._hf_stage(extra.before_warpers, scores, paths)
+            scores = self._hf_stage(extra.penalty, scores, row_ids)  # a user's penalty in the built-in's place
+            scores = self._hf_stage(extra.before_warpers, scores, row_ids)
         if p.do_sample:
             scores = self._warp(scores)
             if extra is not None:
-                scores = self._hf_stage(extra.after_warpers, scores, paths)
+                scores = self._hf_stage(extra.after_warpers, scores, row_ids)
         if extra is not None:
-            scores = self._hf_stage(extra.final, scores, paths)
+            scores = self._hf_stage(extra.final, scores, row_ids)
         return scores
 
     def _warp(self, scores: torch.Tensor) -> torch.Tensor:
@@ -78,13 +80,13 @@ class LogitsPipeline:
             scores = scores.masked_fill(probs < threshold, float("-inf"))
         return scores
 
-    def _hf_stage(self, processors: tuple, scores: torch.Tensor, paths: list[np.ndarray]) -> torch.Tensor:
-        """Hugging Face processors, row by row: each row sees its own sequence (context + path)."""
+    @staticmethod
+    def _hf_stage(processors: tuple, scores: torch.Tensor, row_ids: list[torch.Tensor]) -> torch.Tensor:
+        """Hugging Face processors, row by row: each row sees its own sequence ``row_ids[row]`` [1, L]."""
         if not processors:
             return scores
         rows = []
-        for row, path in enumerate(paths):
-            ids = torch.from_numpy(np.concatenate([self.context, path]).astype(np.int64))[None].to(scores.device)
+        for row, ids in enumerate(row_ids):
             out = scores[row : row + 1]
             for processor in processors:
                 out = processor(ids, out)

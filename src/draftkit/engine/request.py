@@ -116,14 +116,19 @@ def default_eos_ids(model: torch.nn.Module) -> frozenset[int]:
     """
     gen = getattr(model, "generation_config", None)
     if gen is not None:
-        eos = getattr(gen, "eos_token_id", None)
-    else:
-        eos = getattr(getattr(model, "config", None), "eos_token_id", None)
-    if eos is None:
+        return _id_set(getattr(gen, "eos_token_id", None))
+    return _id_set(getattr(getattr(model, "config", None), "eos_token_id", None))
+
+
+def _id_set(ids: Any) -> frozenset[int]:
+    """Token ids given as None, one id, a list or a tensor, as a set."""
+    if ids is None:
         return frozenset()
-    if isinstance(eos, int):
-        return frozenset({eos})
-    return frozenset(int(e) for e in eos)
+    if isinstance(ids, torch.Tensor):
+        ids = ids.reshape(-1).tolist()
+    if isinstance(ids, (int, np.integer)):
+        return frozenset({int(ids)})
+    return frozenset(int(e) for e in ids)
 
 
 #: Hugging Face's values for sampling options that neither the call nor the
@@ -160,6 +165,16 @@ def default_do_sample(model: torch.nn.Module) -> bool:
     return bool(getattr(config, "do_sample", False)) if config is not None else False
 
 
+def _hf_generation_defaults() -> dict[str, Any]:
+    """Hugging Face's values for generation options nobody set (``GenerationConfig``'s global defaults)."""
+    try:
+        from transformers import GenerationConfig
+
+        return dict(GenerationConfig._get_default_generation_params())
+    except (ImportError, AttributeError):  # pragma: no cover - older transformers
+        return {}
+
+
 def _refuse_configured_processors(model: torch.nn.Module, overridden: set[str] | frozenset[str] = frozenset()) -> None:
     """Refuse unsupported options switched on in the model's ``generation_config``.
 
@@ -170,12 +185,7 @@ def _refuse_configured_processors(model: torch.nn.Module, overridden: set[str] |
     config = getattr(model, "generation_config", None)
     if config is None:
         return
-    try:
-        from transformers import GenerationConfig
-
-        defaults = GenerationConfig._get_default_generation_params()
-    except (ImportError, AttributeError):  # pragma: no cover - older transformers
-        defaults = {}
+    defaults = _hf_generation_defaults()
     active = []
     for name in sorted(set(UNSUPPORTED_GENERATE_OPTIONS) - set(overridden)):
         value = getattr(config, name, None)
@@ -343,15 +353,7 @@ def _resolve_length(model: Any, prompt: torch.Tensor, max_new_tokens: Any, max_l
 
 def _resolve_eos(model: Any, eos_token_id: Any) -> frozenset[int]:
     """EOS ids: the call's (``None``: none, as in ``model.generate``), else the generation config's."""
-    if isinstance(eos_token_id, torch.Tensor):
-        eos_token_id = eos_token_id.reshape(-1).tolist()
-    if eos_token_id is UNSET:
-        return default_eos_ids(model)
-    if eos_token_id is None:
-        return frozenset()
-    if isinstance(eos_token_id, (int, np.integer)):
-        return frozenset({int(eos_token_id)})
-    return frozenset(int(e) for e in eos_token_id)
+    return default_eos_ids(model) if eos_token_id is UNSET else _id_set(eos_token_id)
 
 
 def _resolve_stop_strings(model: Any, stop_strings: Any, tokenizer: Any) -> StopStringMatcher | None:
@@ -421,13 +423,7 @@ def _configured_length(model: torch.nn.Module, prompt: torch.Tensor) -> int:
     if configured is not None:
         return int(configured)
     max_length = getattr(config, "max_length", None) if config is not None else None
-    try:
-        from transformers import GenerationConfig
-
-        hf_default = GenerationConfig._get_default_generation_params().get("max_length", 20)
-    except (ImportError, AttributeError):  # pragma: no cover - older transformers
-        hf_default = 20
-    if max_length is not None and max_length != hf_default:
+    if max_length is not None and max_length != _hf_generation_defaults().get("max_length", 20):
         return _new_tokens_from(max_length, prompt)
     return DEFAULT_MAX_NEW_TOKENS
 

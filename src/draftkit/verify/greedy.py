@@ -17,8 +17,9 @@ __all__ = ["GreedyVerifier", "greedy_walk", "greedy_walk_rows", "node_paths"]
 def node_paths(tree: TokenTree, sampling: SamplingParams) -> list[np.ndarray]:
     """Per logits row, the tokens between the context and that row.
 
-    Only path-dependent processors (repetition penalty) read them, so they are
-    only materialised when needed.
+    Only path-dependent processing (repetition penalty, ``no_repeat_ngram_size``
+    and the other ``generate`` processors) reads them, so they are only
+    materialised when needed.
     """
     empty = np.empty(0, np.int64)
     if not sampling.uses_context_processors:
