@@ -134,8 +134,8 @@ def test_generate_takes_what_a_tokenizer_returns_and_max_length_like_hf():
         assert torch.equal(decoder.generate(prompt, max_length=17).sequences, expected)
         assert decoder.generate(prompt, max_new_tokens=3, max_length=17).sequences.shape[1] == 8  # HF: new wins
         assert decoder.generate(prompt).sequences.shape[1] == 5 + 128  # the default
-        with pytest.raises(InvalidInputError, match="marks padding"):
-            decoder.generate(prompt, attention_mask=torch.tensor([[0, 1, 1, 1, 1]]))
+        with pytest.raises(InvalidInputError, match="marks padding"):  # generate() unpads (tests/test_batch.py)
+            decoder.stream(prompt, attention_mask=torch.tensor([[0, 1, 1, 1, 1]]))
         with pytest.raises(InvalidInputError, match="leaves no room"):
             decoder.generate(prompt, max_length=5)
 

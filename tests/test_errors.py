@@ -46,9 +46,10 @@ def test_prompt_longer_than_context():
         draftkit.SpeculativeDecoder(model).generate([list(range(33))], max_new_tokens=4)
 
 
-def test_batch_size_above_one(model):
-    with pytest.raises(BatchSizeError, match="one sequence at a time"):
-        draftkit.SpeculativeDecoder(model).generate(torch.ones((2, 3), dtype=torch.long))
+def test_batch_size_above_one_in_stream(model):
+    # generate() decodes a batch row by row (tests/test_batch.py); stream() yields one sequence's tokens.
+    with pytest.raises(BatchSizeError, match="stream\\(\\) decodes one sequence"):
+        draftkit.SpeculativeDecoder(model).stream(torch.ones((2, 3), dtype=torch.long))
 
 
 def test_prompt_ids_outside_vocabulary(model):

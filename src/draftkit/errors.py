@@ -25,7 +25,7 @@ class PromptTooLongError(InvalidInputError):
 
 
 class BatchSizeError(InvalidInputError):
-    """More than one sequence was given; draftkit decodes one sequence at a time."""
+    """More than one sequence was given where one is decoded (``stream()``, a ``streamer``)."""
 
 
 class UnsupportedModelError(DraftkitError, TypeError):

@@ -332,7 +332,7 @@ class DecodeStats:
     time_verify: float = 0.0  #: target forwards of the decode steps
     time_other: float = 0.0  #: tree building, verification logic, cache compaction
     time_total: float = 0.0
-    finish_reason: str = ""  #: "length", "eos", "stop_string", "context", "time" (``max_time``)
+    finish_reason: str = ""  #: "length", "eos", "stop_string", "context", "time" (``max_time``); a batch: "mixed"
 
     @property
     def mean_accepted_tokens(self) -> float:
@@ -372,8 +372,11 @@ class DecodeStats:
 class GenerationOutput:
     """Result of :meth:`SpeculativeDecoder.generate`."""
 
-    sequences: torch.Tensor  #: int64 [1, T + n] prompt followed by the new tokens
+    sequences: torch.Tensor  #: int64 [1, T + n] prompt followed by the new tokens ([B, ...] for a batch)
+    #: For a batch: counts and times summed over rows, ``prompt_tokens`` = the input's width.
     stats: DecodeStats
+    #: For a batched or multi-sample call: each row's own output (unpadded), in row order.
+    per_sequence: tuple[GenerationOutput, ...] = ()
 
     @property
     def new_tokens(self) -> torch.Tensor:

@@ -32,7 +32,7 @@ __all__ = ["DEFAULT_MAX_NEW_TOKENS", "RequestPlan", "plan_request", "prepare_pro
 UNSUPPORTED_GENERATE_OPTIONS: dict[str, str] = {
     **dict.fromkeys(("num_beams", "num_beam_groups", "diversity_penalty", "length_penalty", "early_stopping",
                      "constraints", "force_words_ids"), "beam search is not speculative decoding"),
-    "num_return_sequences": "draftkit decodes one sequence per call (call generate() once per sample)",
+    "num_return_sequences": "more than one sequence per call needs generate() and do_sample=True",
     "penalty_alpha": "contrastive search is not supported",
     "guidance_scale": "classifier-free guidance needs a second forward pass per token",
     "top_h": "top-h sampling is not implemented",
@@ -93,8 +93,8 @@ def prepare_prompt(input_ids: torch.Tensor | Sequence[int] | np.ndarray) -> torc
     if ids.dim() == 2:
         if ids.shape[0] != 1:
             raise BatchSizeError(
-                f"input_ids has batch size {ids.shape[0]}; draftkit decodes one sequence at a time. "
-                "Call generate() once per prompt"
+                f"input_ids has batch size {ids.shape[0]}; one request decodes one sequence "
+                "(generate() splits a batch into rows itself)"
             )
         ids = ids[0]
     elif ids.dim() != 1:
@@ -451,6 +451,6 @@ def _check_attention_mask(mask: Any, prompt_len: int) -> None:
         )
     if bool((values == 0).any()):
         raise InvalidInputError(
-            "attention_mask marks padding: draftkit decodes one unpadded sequence at a time; pass the prompt "
-            "without its padding"
+            "attention_mask marks padding: stream() decodes one unpadded sequence; pass the prompt without "
+            "its padding, or call generate(), which takes padded batches"
         )

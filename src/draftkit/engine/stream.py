@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator
 from typing import Any
 
+from ..errors import BatchSizeError
 from ..types import GenerationOutput
+from .batch import BatchLayout, batch_layout, merge_outputs, refuse_batch_in_stream
+from .target import TargetModel
 
 __all__ = ["TokenStream", "DecoderAPI"]
 
@@ -54,6 +57,8 @@ class TokenStream(Iterator[list[int]]):
 class DecoderAPI:
     """``generate`` and ``stream`` on top of a subclass's ``_run`` (validate, then step)."""
 
+    target: TargetModel  #: set by the subclass: the model being decoded
+
     def _run(self, input_ids: Any, max_new_tokens: int | None, **kwargs: Any) -> Generator[list[int], None, Any]:
         raise NotImplementedError
 
@@ -65,6 +70,14 @@ class DecoderAPI:
         semantics), else 128. ``attention_mask``,
         ``pad_token_id`` and ``use_cache`` are accepted, so
         ``decoder.generate(**tokenizer(text, return_tensors="pt"))`` works.
+
+        A batch (``input_ids`` [B, T] with its ``attention_mask``, left or
+        right padding) and ``num_return_sequences`` (when sampling) are decoded
+        one row after another, each exactly as a one-row call would be, and
+        laid out as in ``model.generate``: the input row as given, its new
+        tokens, then ``pad_token_id`` (else the first EOS id) up to the longest
+        row. With ``seed``, row ``i`` samples with ``seed + i``.
+        ``out.per_sequence`` holds each row's own output and statistics.
 
         Keyword arguments: ``do_sample``, ``temperature``, ``top_k``, ``top_p``,
         ``min_p``, ``repetition_penalty``, ``seed`` (sampling, HF semantics:
@@ -81,6 +94,12 @@ class DecoderAPI:
         """
         streamer = kwargs.pop("streamer", None)
         input_ids, max_new_tokens = _call_arguments(input_ids, max_new_tokens, kwargs)
+        layout = batch_layout(input_ids, kwargs, self.target.model)
+        if layout is not None:
+            if streamer is not None:
+                raise BatchSizeError("a streamer receives one sequence (as in model.generate); decode the rows "
+                                     "one call at a time to stream them")
+            return self._generate_batch(layout, max_new_tokens, kwargs)
         stream = self.stream(input_ids, max_new_tokens, **kwargs)
         if streamer is None:
             return stream.run()
@@ -100,11 +119,21 @@ class DecoderAPI:
         """Iterate the new token ids step by step; ``.output`` holds the result at the end.
 
         Arguments are validated before the first step runs, so a bad call fails here.
+        One sequence only: a batch goes to :meth:`generate`.
         """
         if "streamer" in kwargs:
             raise TypeError("streamer= is an option of generate(); stream() yields each step's tokens itself")
         input_ids, max_new_tokens = _call_arguments(input_ids, max_new_tokens, kwargs)
+        refuse_batch_in_stream(input_ids, kwargs)
         return TokenStream(self._run(input_ids, max_new_tokens, **kwargs))
+
+    def _generate_batch(self, layout: BatchLayout, max_new_tokens: Any, kwargs: dict[str, Any]) -> GenerationOutput:
+        """Every row validated (and its ``max_time`` clock started) first, then decoded in turn."""
+        streams = [
+            TokenStream(self._run(prompt, max_new_tokens, **kwargs, **({} if seed is None else {"seed": seed})))
+            for prompt, seed in zip(layout.prompts, layout.seeds, strict=True)
+        ]
+        return merge_outputs(layout, [stream.run() for stream in streams])
 
 
 def _call_arguments(input_ids: Any, max_new_tokens: Any, kwargs: dict[str, Any]) -> tuple[Any, Any]:

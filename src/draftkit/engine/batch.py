@@ -1,0 +1,230 @@
+"""Batched and multi-sample ``generate()`` calls, decoded one sequence at a time.
+
+Users of ``model.generate`` pass a padded batch (``**tokenizer(texts,
+padding=True, return_tensors="pt")``) or ask for ``num_return_sequences``
+samples. draftkit's speedup is per sequence: each step verifies one sequence's
+draft tree, and rows of a batch accept different numbers of tokens per step,
+so a batch is split into its rows, each row is unpadded and decoded as its own
+request (exactly what a one-row call returns), and the results are laid out as
+Hugging Face lays them out: each input row as given (its padding included),
+then its new tokens, then ``pad_token_id`` up to the longest row.
+
+Every row is validated before the first one is decoded, so a bad row fails the
+call without wasting the work on the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import BatchSizeError, EmptyPromptError, InvalidInputError, UnsupportedSamplingError
+from ..types import DecodeStats, GenerationOutput
+from .request import UNSET, _configured, _id_set
+
+__all__ = ["BatchLayout", "batch_layout", "merge_outputs", "refuse_batch_in_stream"]
+
+
+@dataclass(frozen=True)
+class BatchLayout:
+    """How the rows of one batched call are decoded and put back together."""
+
+    inputs: torch.Tensor  #: int64 [B, T]: the call's input rows as given (repeated per sample)
+    prompts: tuple[torch.Tensor, ...]  #: each row's prompt without its padding
+    pad_token_id: int | None  #: fills rows that end before the longest; None only for one row
+    seeds: tuple[int | None, ...] = field(default=())  #: per row, when the call gave a seed
+
+
+def batch_layout(input_ids: Any, options: dict[str, Any], model: Any) -> BatchLayout | None:
+    """The layout of a call that needs one, else ``None`` (one unpadded sequence: the plain path).
+
+    A call needs one when ``input_ids`` has more than one row, when its
+    ``attention_mask`` marks padding, or when it asks for more than one
+    sample (``num_return_sequences``, from the call or the generation config).
+    The options this layer consumes (``attention_mask``, ``pad_token_id``,
+    ``seed``, ``num_return_sequences``) are taken out of ``options``; the rest
+    apply to every row.
+    """
+    ids = _as_matrix(input_ids)
+    if ids is None:
+        return None
+    settings = _generation_settings(model, options.get("generation_config"))
+    samples = options.get("num_return_sequences", UNSET)
+    if samples is UNSET:
+        samples = getattr(settings, "num_return_sequences", None)
+    mask = options.get("attention_mask")
+    mask_tensor = _as_mask(mask, ids) if mask is not None else None
+    padded = mask_tensor is not None and bool((mask_tensor == 0).any())
+    if ids.shape[0] == 1 and not padded and samples in (None, 1):
+        return None
+    samples = _check_samples(samples, options, settings)
+    for name in ("attention_mask", "pad_token_id", "seed"):
+        options.setdefault(name, None)
+    del options["attention_mask"]
+    pad, seed = options.pop("pad_token_id"), options.pop("seed")
+    options["num_return_sequences"] = 1  # each row is one sequence (this also overrides the config's)
+    eos = _eos_ids(options, settings)
+    if pad is None:
+        pad = getattr(settings, "pad_token_id", None)
+    if mask_tensor is None:
+        mask_tensor = _inferred_mask(ids, pad, eos)
+    prompts = [_unpadded(ids[i], mask_tensor[i], i) for i in range(ids.shape[0])]
+    if samples > 1:  # as in HF: the samples of a row are adjacent rows of the output
+        ids = ids.repeat_interleave(samples, dim=0)
+        prompts = [p for p in prompts for _ in range(samples)]
+    if pad is None:  # as in HF: the first EOS id pads
+        pad = _first_eos(options, settings)
+    if pad is None and len(prompts) > 1:
+        raise InvalidInputError(
+            "a batch needs pad_token_id to fill the rows that end before the longest one, and neither the call "
+            "nor the model's generation config gives one (or an EOS id to use instead); pass pad_token_id=..."
+        )
+    seeds = tuple(None if seed is None else int(seed) + i for i in range(len(prompts)))
+    return BatchLayout(ids, tuple(prompts), None if pad is None else int(pad), seeds)
+
+
+def merge_outputs(layout: BatchLayout, outputs: Sequence[GenerationOutput]) -> GenerationOutput:
+    """One output for the batch: rows laid out as ``model.generate`` does, statistics summed."""
+    new = [out.new_tokens[0] for out in outputs]
+    longest = max(len(n) for n in new)
+    width = layout.inputs.shape[1] + longest
+    fill = 0 if layout.pad_token_id is None else layout.pad_token_id  # unused for one row (no filling)
+    sequences = torch.full((len(outputs), width), fill, dtype=torch.long)
+    sequences[:, : layout.inputs.shape[1]] = layout.inputs
+    for row, tokens in enumerate(new):
+        sequences[row, layout.inputs.shape[1] : layout.inputs.shape[1] + len(tokens)] = tokens
+    stats = _merged_stats([out.stats for out in outputs], int(layout.inputs.shape[1]))
+    return GenerationOutput(sequences, stats, per_sequence=tuple(outputs))
+
+
+def _merged_stats(parts: Sequence[DecodeStats], width: int) -> DecodeStats:
+    """Counts and times summed over rows; ``prompt_tokens`` is the input's width (so ``new_tokens`` works)."""
+    merged = DecodeStats(prompt_tokens=width)
+    for s in parts:
+        merged.steps += s.steps
+        merged.drafted += s.drafted
+        merged.accepted += s.accepted
+        merged.emitted += s.emitted
+        merged.accept_lengths.extend(s.accept_lengths)
+        merged.time_prefill += s.time_prefill
+        merged.time_draft += s.time_draft
+        merged.time_verify += s.time_verify
+        merged.time_other += s.time_other
+        merged.time_total += s.time_total
+    reasons = {s.finish_reason for s in parts}
+    merged.finish_reason = reasons.pop() if len(reasons) == 1 else "mixed"
+    return merged
+
+
+def _as_matrix(input_ids: Any) -> torch.Tensor | None:
+    """``input_ids`` as a tensor [B, T] (one row for a 1-D prompt), ``None`` for other shapes."""
+    if input_ids is None or isinstance(input_ids, (str, bytes)):
+        return None
+    if isinstance(input_ids, torch.Tensor):
+        ids = input_ids.detach().cpu()
+    else:
+        try:
+            arr = np.asarray(input_ids)
+        except ValueError:  # ragged nested lists (numpy >= 1.24)
+            arr = np.empty(0, dtype=object)
+        if arr.dtype == object:
+            if all(isinstance(r, (list, tuple, np.ndarray, torch.Tensor)) for r in input_ids):
+                raise InvalidInputError(
+                    "input_ids rows have different lengths; pad them (tokenizer(..., padding=True, "
+                    "return_tensors='pt')) and pass the attention_mask"
+                )
+            return None
+        ids = torch.as_tensor(arr)
+    if ids.dim() == 1:
+        return ids[None]
+    return ids if ids.dim() == 2 else None
+
+
+def _as_mask(mask: Any, ids: torch.Tensor) -> torch.Tensor:
+    values = mask.detach().cpu() if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask))
+    if values.dim() == 1 and ids.shape[0] == 1:
+        values = values[None]
+    if tuple(values.shape) != tuple(ids.shape):
+        raise InvalidInputError(
+            f"attention_mask has shape {tuple(values.shape)} but input_ids has shape {tuple(ids.shape)}; "
+            "they must match"
+        )
+    if values.dtype.is_floating_point or values.is_complex() or bool(((values != 0) & (values != 1)).any()):
+        raise InvalidInputError("attention_mask must hold 0 (padding) and 1 (token) only")
+    return values.to(torch.long)
+
+
+def _inferred_mask(ids: torch.Tensor, pad: int | None, eos: frozenset[int]) -> torch.Tensor:
+    """No mask given: padding is where ``pad_token_id`` is, unless it is also an EOS id (as in HF)."""
+    if pad is None or int(pad) in eos:
+        return torch.ones_like(ids, dtype=torch.long)
+    return (ids != int(pad)).to(torch.long)
+
+
+def _unpadded(row: torch.Tensor, mask: torch.Tensor, index: int) -> torch.Tensor:
+    """The row's tokens under its mask, which must be one block (left or right padding)."""
+    kept = torch.nonzero(mask, as_tuple=False).reshape(-1)
+    if kept.numel() == 0:
+        raise EmptyPromptError(f"row {index} of the batch is empty (its attention_mask is all zeros)")
+    first, last = int(kept[0]), int(kept[-1])
+    if last - first + 1 != kept.numel():
+        raise InvalidInputError(
+            f"row {index} of attention_mask has padding between tokens; only left or right padding is supported"
+        )
+    return row[first : last + 1]
+
+
+def _generation_settings(model: Any, generation_config: Any) -> Any:
+    # The same merge of a call's generation_config as every request's.
+    return getattr(_configured(model, generation_config), "generation_config", None)
+
+
+def _check_samples(samples: Any, options: dict[str, Any], settings: Any) -> int:
+    """``num_return_sequences`` as an int; more than one needs sampling (as in HF greedy search)."""
+    if samples is None:
+        return 1
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+        raise InvalidInputError(f"num_return_sequences must be an integer >= 1, got {samples!r}")
+    do_sample = options.get("do_sample", UNSET)
+    if do_sample is UNSET:  # as in every request: the generation config decides
+        do_sample = bool(getattr(settings, "do_sample", False))
+    if samples > 1 and not do_sample:
+        raise UnsupportedSamplingError(
+            f"num_return_sequences={samples} needs do_sample=True: greedy decoding returns the same sequence "
+            "every time (as model.generate, which refuses it too)"
+        )
+    return int(samples)
+
+
+def _eos_ids(options: dict[str, Any], settings: Any) -> frozenset[int]:
+    given = options.get("eos_token_id", UNSET)
+    if given is not UNSET:
+        return _id_set(given)
+    return _id_set(getattr(settings, "eos_token_id", None))
+
+
+def _first_eos(options: dict[str, Any], settings: Any) -> int | None:
+    """The first EOS id in the order given (HF pads with it when there is no pad token)."""
+    given = options.get("eos_token_id", UNSET)
+    value = given if given is not UNSET else getattr(settings, "eos_token_id", None)
+    if isinstance(value, torch.Tensor):
+        value = value.reshape(-1).tolist()
+    if isinstance(value, (list, tuple)):
+        return int(value[0]) if value else None
+    return None if value is None else int(value)
+
+
+def refuse_batch_in_stream(input_ids: Any, options: dict[str, Any]) -> None:
+    """``stream()`` yields one sequence's tokens: a batch goes to ``generate()``."""
+    ids = _as_matrix(input_ids)
+    if ids is not None and ids.shape[0] > 1:
+        raise BatchSizeError(
+            f"stream() decodes one sequence, got a batch of {ids.shape[0]}; call generate() for a batch "
+            "(its rows are decoded one after another) or stream() once per row"
+        )
+    if options.get("num_return_sequences") not in (None, 1):
+        raise BatchSizeError("stream() decodes one sequence; num_return_sequences > 1 needs generate()")
