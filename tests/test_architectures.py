@@ -9,10 +9,12 @@ rejected in branching trees) with the speculative decoder, and the tokens must
 equal draftkit's plain loop and Hugging Face ``generate`` (greedy), and plain
 sampling with the same seed (sampling).
 
-Attention that is restricted by position or cache slot (sliding windows,
-Llama 4's chunks, GPT-Neo's local layers) is exact under a tree mask only while
-the request stays inside the window: inside it the output must match, past it
-the request must be refused with a message that says why.
+Attention restricted by position (sliding windows, Llama 4's chunks) gets the
+same restriction in the tree mask, per layer type where layers differ (Gemma 2's
+full and sliding layers): the output must match far past the window. GPT-Neo's
+local layers restrict by cache *slot*, which a tree step pushes past the
+positions: exact only while the request stays inside the window, refused past
+it with a message that says why.
 """
 
 from __future__ import annotations
@@ -76,22 +78,57 @@ def test_speculative_decoding_equals_plain_and_hf(arch: str) -> None:
         assert got == plain.generate(ids, max_new_tokens=24, **options).sequences.tolist(), arch
 
 
-def test_chunked_attention_inside_the_first_chunk_is_exact_and_past_it_refused() -> None:
-    """Llama 4's chunked layers: the tree mask would attend across a chunk boundary."""
+def test_chunked_attention_is_exact_across_chunks() -> None:
+    """Llama 4's chunked layers: each tree node sees only the keys of its own position's chunk."""
     if not _available("llama4_text"):
         pytest.skip("llama4_text is not in this transformers version")
-    model = _model("llama4_text", attention_chunk_size=24)
+    model = _model("llama4_text", attention_chunk_size=8)
     spec = draftkit.SpeculativeDecoder(model, source="pld", budget=8)
     for ids in _prompts(seed=4, longest=12):
-        new = 24 - ids.shape[1]
-        got = spec.generate(ids, max_new_tokens=new).sequences[0].tolist()
-        assert got == _hf_greedy(model, ids, new)
-    ids = _prompts(seed=5, count=1, longest=12)[0]
-    with pytest.raises(UnsupportedModelError, match="attention chunk"):
-        spec.generate(ids, max_new_tokens=24)
-    # Plain decoding has no tree mask: it is not limited by the chunk.
-    plain = draftkit.PlainDecoder(model).generate(ids, max_new_tokens=24).sequences[0].tolist()
-    assert plain == _hf_greedy(model, ids, 24)
+        got = spec.generate(ids, max_new_tokens=30).sequences[0].tolist()
+        assert got == _hf_greedy(model, ids, 30)
+
+
+#: Families with sliding-window layers (all of them, or mixed with full layers), as tiny configs.
+SLIDING = [
+    ("mistral", {}), ("phi3", {}), ("starcoder2", {}), ("gemma2", {}), ("gemma3_text", {}), ("cohere2", {}),
+    ("qwen3", {"use_sliding_window": True, "max_window_layers": 1}), ("olmo3", {}), ("exaone4", {}),
+]
+
+
+@pytest.mark.parametrize(("arch", "overrides"), SLIDING)
+def test_sliding_window_attention_is_exact_past_the_window(arch: str, overrides: dict) -> None:
+    """A window of 6 tokens, requests of up to 70: every tree step crosses it."""
+    if not _available(arch):
+        pytest.skip(f"{arch} is not in this transformers version")
+    from draftkit.testing.models import tiny_config
+
+    config = tiny_config(arch, VOCAB, **overrides) if arch != "mistral" else None
+    if arch == "mistral":
+        from transformers import MistralConfig
+
+        config = MistralConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                               sliding_window=6)
+    else:
+        config.sliding_window = 6
+    model = _from_config(config)
+    assert draftkit.SpeculativeDecoder(model, source="pld").target.sliding_window == 6
+    spec = draftkit.SpeculativeDecoder(model, source="pld", budget=8)
+    for ids in _prompts(seed=len(arch) + 8, count=2):
+        got = spec.generate(ids, max_new_tokens=30).sequences[0].tolist()
+        assert got == _hf_greedy(model, ids, 30), arch
+
+
+def _from_config(config: object) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(8.0)  # structured greedy output, as tiny_model does
+    model.generation_config.eos_token_id = None
+    return model.to(torch.float64).eval()
 
 
 def test_slot_local_attention_is_checked_with_the_tree_slots() -> None:

@@ -161,17 +161,6 @@ def test_recurrent_model_is_refused():
         draftkit.SpeculativeDecoder(MambaForCausalLM(cfg))
 
 
-def test_sliding_window_past_the_window_is_refused():
-    from transformers import MistralConfig, MistralForCausalLM
-
-    cfg = MistralConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                        num_attention_heads=2, num_key_value_heads=1, sliding_window=8,
-                        max_position_embeddings=128)
-    decoder = draftkit.SpeculativeDecoder(MistralForCausalLM(cfg))
-    with pytest.raises(UnsupportedModelError, match="sliding attention window"):
-        decoder.generate([[1, 2, 3]], max_new_tokens=10)
-
-
 def test_unsupported_hf_options_are_refused_by_name(model):
     from draftkit.errors import UnsupportedSamplingError
 

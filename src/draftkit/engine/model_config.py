@@ -3,8 +3,8 @@
 Pure functions of a Hugging Face model and its config, read once when a
 :class:`~draftkit.engine.target.TargetModel` is built: how many logits it
 produces, how long its context is, which attention is restricted (sliding
-windows, chunks, GPT-Neo's slot-local layers: tree steps are exact only inside
-them), and, when a model fails the tree-verification probe, what most likely
+windows and chunks, which tree masks reproduce; GPT-Neo's slot-local layers,
+where tree steps are exact only inside the window), and, when a model fails the tree-verification probe, what most likely
 keeps it from working (ALiBi, recurrent state).
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "chunked_attention_size",
     "context_window",
+    "layer_mask_kinds",
     "logits_size",
     "sliding_window",
     "slot_local_window",
@@ -50,12 +51,22 @@ def sliding_window(config: object) -> int | None:
     return window if isinstance(window, int) and window > 0 else None
 
 
+def layer_mask_kinds(config: object) -> tuple[str, ...]:
+    """The distinct ``layer_types`` of a model whose layers take different attention masks
+    (Gemma 2: ``("sliding_attention", "full_attention")``), in order; ``()`` when one mask serves all."""
+    layer_types = getattr(config, "layer_types", None)
+    if not isinstance(layer_types, (list, tuple)):
+        return ()
+    kinds = tuple(dict.fromkeys(str(t) for t in layer_types))
+    return kinds if len(kinds) > 1 else ()
+
+
 def chunked_attention_size(config: object) -> int | None:
     """Chunk size of chunked attention layers (Llama 4), ``None`` without them.
 
     A token in such a layer sees only the earlier tokens of its own chunk. A
     tree step passes its own 4-D mask, which the model uses as it is, so the
-    step would attend across a chunk boundary where plain decoding does not.
+    tree mask must apply the chunks itself (by each node's position).
     """
     chunk = getattr(config, "attention_chunk_size", None)
     if not isinstance(chunk, int) or chunk <= 0:

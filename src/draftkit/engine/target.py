@@ -22,6 +22,7 @@ from ..types import TokenTree
 from .model_config import (
     chunked_attention_size,
     context_window,
+    layer_mask_kinds,
     logits_size,
     sliding_window,
     slot_local_window,
@@ -197,7 +198,7 @@ class TargetSession:
             positions = torch.tensor([[cache_len]], device=self.device)
             out = module(input_ids=ids, position_ids=positions, past_key_values=self.cache, use_cache=True)
         else:
-            mask, positions = tree_attention_inputs(tree, cache_len, self.dtype, self.device)
+            mask, positions = self.owner.tree_masks(tree, cache_len)
             out = module(
                 input_ids=ids,
                 attention_mask=mask,
@@ -274,6 +275,7 @@ class TargetModel:
         self.sliding_window = sliding_window(config)
         self.attention_chunk = chunked_attention_size(config)
         self.slot_window = slot_local_window(config)
+        self.mask_kinds = layer_mask_kinds(config)
         param = next(model.parameters())
         self.device = param.device
         self.dtype = param.dtype
@@ -282,6 +284,27 @@ class TargetModel:
         self.head: SeparableHead | None = None  # the probes below run the whole model
         self._probe()
         self.head = self._probe_separable_head()
+
+    def tree_masks(self, tree: TokenTree, cache_len: int) -> tuple[torch.Tensor | dict[str, torch.Tensor], torch.Tensor]:
+        """The attention mask of a tree step and its position ids.
+
+        One mask, restricted like the model's attention (a sliding window, a
+        chunk), or, for a model whose layers differ (Gemma 2's full and sliding
+        layers), one mask per layer type, keyed as the model's
+        ``config.layer_types`` names them: Hugging Face models take such a
+        mapping in place of the masks they would build themselves.
+        """
+        def mask_for(kind: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+            window = self.sliding_window if kind is None or "sliding" in kind else None
+            chunk = self.attention_chunk if kind is None or "chunk" in kind else None
+            return tree_attention_inputs(tree, cache_len, self.dtype, self.device, sliding_window=window,
+                                         attention_chunk=chunk)
+
+        if not self.mask_kinds:
+            return mask_for(None)
+        masks = {kind: mask_for(kind) for kind in self.mask_kinds}
+        positions = next(iter(masks.values()))[1]
+        return {kind: mask for kind, (mask, _) in masks.items()}, positions
 
     # -- checks -------------------------------------------------------------------------------
 
@@ -393,11 +416,10 @@ class TargetModel:
         """Refuse prompts that do not fit, and requests that would leave a restricted attention span.
 
         ``tree_nodes`` is the most draft nodes a step verifies (0 for plain
-        decoding). Sliding-window and chunked layers are checked by position:
-        the tree mask replaces the model's own window, which is exact only while
-        every position lies inside the first window. GPT-Neo's local layers are
-        checked by cache slot, which a tree step pushes ``tree_nodes`` past the
-        positions.
+        decoding). Sliding windows and chunks need no check: :meth:`tree_masks`
+        restricts each node by its position as the model does. GPT-Neo's local
+        layers are checked by cache slot, which a tree step pushes
+        ``tree_nodes`` past the positions.
         """
         if self.context_window is not None and prompt_len > self.context_window:
             raise PromptTooLongError(
@@ -405,18 +427,6 @@ class TargetModel:
                 f"{self.context_window}; shorten the prompt to at most {self.context_window} tokens"
             )
         total = prompt_len + max_new_tokens
-        if self.sliding_window is not None and total > self.sliding_window:
-            raise UnsupportedModelError(
-                f"prompt ({prompt_len}) + max_new_tokens ({max_new_tokens}) exceeds the model's "
-                f"sliding attention window ({self.sliding_window}); a sliding-window cache cannot be "
-                "rolled back past the window. Lower max_new_tokens or shorten the prompt"
-            )
-        if tree_nodes and self.attention_chunk is not None and total > self.attention_chunk:
-            raise UnsupportedModelError(
-                f"prompt ({prompt_len}) + max_new_tokens ({max_new_tokens}) exceeds the model's attention "
-                f"chunk ({self.attention_chunk} tokens): tree verification would attend across the chunk "
-                "boundary and change the output. Lower max_new_tokens or shorten the prompt"
-            )
         if tree_nodes and self.slot_window is not None and total + tree_nodes > self.slot_window:
             raise UnsupportedModelError(
                 f"prompt ({prompt_len}) + max_new_tokens ({max_new_tokens}) + draft nodes per step "

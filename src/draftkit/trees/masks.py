@@ -17,7 +17,13 @@ __all__ = ["tree_attention_inputs"]
 
 
 def tree_attention_inputs(
-    tree: TokenTree, cache_len: int, dtype: torch.dtype, device: torch.device | str = "cpu"
+    tree: TokenTree,
+    cache_len: int,
+    dtype: torch.dtype,
+    device: torch.device | str = "cpu",
+    *,
+    sliding_window: int | None = None,
+    attention_chunk: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return ``(mask, position_ids)``.
 
@@ -25,16 +31,31 @@ def tree_attention_inputs(
       allowed and the dtype's most negative value elsewhere (not ``-inf``, which
       turns fully masked rows into NaN in some kernels).
     * ``position_ids``: int64 [1, n + 1].
+
+    ``sliding_window`` / ``attention_chunk``: the mask of a layer whose
+    attention is restricted by position, as Hugging Face restricts it in plain
+    decoding (a query at position ``p`` sees keys at positions ``> p - window``;
+    or only keys of its own chunk ``p // chunk``). Cache slot ``s < cache_len``
+    holds position ``s`` (the committed context); a tree node holds the
+    position of its depth, so the restriction follows each node's own path.
     """
     n = tree.size
     allowed = torch.zeros((n + 1, cache_len + n + 1), dtype=torch.bool)
     allowed[:, : cache_len + 1] = True  # cache and the pending token
     if n:
         allowed[1:, cache_len + 1 :] = torch.from_numpy(tree.ancestors)
-    mask = torch.zeros(allowed.shape, dtype=dtype)
-    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
     positions = torch.empty(n + 1, dtype=torch.long)
     positions[0] = cache_len
     if n:
         positions[1:] = torch.from_numpy(tree.depths) + cache_len
+    if sliding_window is not None or attention_chunk is not None:
+        key_positions = torch.cat([torch.arange(cache_len), positions])
+        query, key = positions[:, None], key_positions[None, :]
+        if sliding_window is not None:
+            allowed &= key > query - sliding_window
+        if attention_chunk is not None:
+            allowed &= torch.div(key, attention_chunk, rounding_mode="floor") == torch.div(
+                query, attention_chunk, rounding_mode="floor")
+    mask = torch.zeros(allowed.shape, dtype=dtype)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
     return mask[None, None].to(device), positions[None].to(device)
