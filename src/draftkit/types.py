@@ -19,7 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -332,7 +332,8 @@ class DecodeStats:
     time_verify: float = 0.0  #: target forwards of the decode steps
     time_other: float = 0.0  #: tree building, verification logic, cache compaction
     time_total: float = 0.0
-    finish_reason: str = ""  #: "length", "eos", "stop_string", "context", "time" (``max_time``); a batch: "mixed"
+    #: "length", "eos", "stop_string", "stopping_criteria", "context", "time" (``max_time``); a batch: "mixed"
+    finish_reason: str = ""
 
     @property
     def mean_accepted_tokens(self) -> float:
@@ -377,13 +378,19 @@ class GenerationOutput:
     stats: DecodeStats
     #: For a batched or multi-sample call: each row's own output (unpadded), in row order.
     per_sequence: tuple[GenerationOutput, ...] = ()
+    #: With ``output_scores=True``: each new token's processed scores, float32 [B, V], as in HF.
+    scores: tuple[torch.Tensor, ...] | None = None
+    #: With ``output_logits=True``: each new token's raw logits, float32 [B, V], as in HF.
+    logits: tuple[torch.Tensor, ...] | None = None
 
     @property
     def new_tokens(self) -> torch.Tensor:
         return self.sequences[:, self.stats.prompt_tokens :]
 
-    def __getitem__(self, key: str) -> torch.Tensor | DecodeStats:
+    def __getitem__(self, key: str) -> Any:
         """``out["sequences"]``, as on the output of ``model.generate(..., return_dict_in_generate=True)``."""
-        if key in ("sequences", "stats"):
+        if key in ("sequences", "stats") or (key in ("scores", "logits") and getattr(self, key) is not None):
             return getattr(self, key)
-        raise KeyError(f"{key!r}: a draftkit GenerationOutput holds 'sequences' and 'stats' only (no scores)")
+        raise KeyError(f"{key!r}: this GenerationOutput holds 'sequences', 'stats'"
+                       + "".join(f", {k!r}" for k in ("scores", "logits") if getattr(self, k) is not None)
+                       + " (scores / logits with output_scores=True / output_logits=True)")

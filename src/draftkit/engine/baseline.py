@@ -17,6 +17,7 @@ import torch
 
 from ..logits import LogitsPipeline, sample_from_probs
 from ..types import DecodeStats, GenerationOutput, TokenTree
+from .record import TokenRecord
 from .request import RequestPlan, plan_request
 from .stream import DecoderAPI
 from .target import TargetModel
@@ -50,6 +51,7 @@ class PlainDecoder(DecoderAPI):
         stats.time_prefill = time.perf_counter() - t0
         no_path = [np.empty(0, np.int64)]
         no_draft = TokenTree.empty()
+        record = TokenRecord()
         try:
             while True:
                 produced = len(sequence) - prompt_len
@@ -66,8 +68,11 @@ class PlainDecoder(DecoderAPI):
                     token = sample_from_probs(scores.softmax(-1), plan.random.token_uniform(produced))
                 else:
                     token = int(torch.argmax(scores))
-                keep, reason = plan.stop.cut(sequence, [token], produced)
+                step_scores = [scores[None].to(torch.float32)] if "scores" in plan.record else None
+                step_logits = [logits[0:1].to(torch.float32)] if "logits" in plan.record else None
+                keep, reason = plan.stop.cut(sequence, [token], produced, record.scores_until(step_scores))
                 emitted = [token][:keep]
+                record.add(step_scores, step_logits, keep)
                 stats.steps += 1
                 stats.emitted += len(emitted)
                 stats.accept_lengths.append(len(emitted))
@@ -83,4 +88,4 @@ class PlainDecoder(DecoderAPI):
         finally:
             target.end()
         stats.time_total = time.perf_counter() - t_start
-        return GenerationOutput(torch.tensor([sequence], dtype=torch.long), stats)
+        return GenerationOutput(torch.tensor([sequence], dtype=torch.long), stats, **record.output(plan))

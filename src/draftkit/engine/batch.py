@@ -98,7 +98,24 @@ def merge_outputs(layout: BatchLayout, outputs: Sequence[GenerationOutput]) -> G
     for row, tokens in enumerate(new):
         sequences[row, layout.inputs.shape[1] : layout.inputs.shape[1] + len(tokens)] = tokens
     stats = _merged_stats([out.stats for out in outputs], int(layout.inputs.shape[1]))
-    return GenerationOutput(sequences, stats, per_sequence=tuple(outputs))
+    return GenerationOutput(sequences, stats, per_sequence=tuple(outputs),
+                            scores=_merged_rows([out.scores for out in outputs], longest),
+                            logits=_merged_rows([out.logits for out in outputs], longest))
+
+
+def _merged_rows(parts: Sequence[tuple[torch.Tensor, ...] | None], steps: int) -> tuple[torch.Tensor, ...] | None:
+    """Per-token rows of every sequence as HF lays them out: one [B, V] tensor per new-token position.
+
+    A row that ended earlier has no scores there (HF keeps computing them for
+    padding); its entries are ``-inf``, which gives padding a probability of 0.
+    """
+    if not parts or parts[0] is None:
+        return None
+    vocab = parts[0][0].shape[-1] if parts[0] else next((p[0].shape[-1] for p in parts if p), 0)
+    out = []
+    for t in range(steps):
+        out.append(torch.cat([p[t] if t < len(p) else torch.full((1, vocab), float("-inf")) for p in parts]))
+    return tuple(out)
 
 
 def _merged_stats(parts: Sequence[DecodeStats], width: int) -> DecodeStats:

@@ -39,6 +39,7 @@ from ..verify.greedy import GreedyVerifier
 from ..verify.speculative import check_stochastic_draft
 from ..verify.walk import SampleWalkVerifier
 from .budget import BudgetPolicy, CostAwareBudget, FixedBudget, prune_tree
+from .record import TokenRecord, emitted_rows
 from .request import RequestPlan, plan_request
 from .stream import DecoderAPI
 from .target import TargetModel
@@ -214,6 +215,7 @@ class SpeculativeDecoder(DecoderAPI):
                 or type(verifier) is GreedyVerifier
             )
         )
+        record = TokenRecord()
         history = np.empty(len(sequence) + max_new_tokens + 1, dtype=np.int64)
         history[: len(sequence)] = sequence
         try:
@@ -278,8 +280,10 @@ class SpeculativeDecoder(DecoderAPI):
                 stats.time_verify += t3 - t2
                 self._check_verdict(verdict, tree, verifier, vocab)
                 emitted = verdict.emitted_tokens(tree)
-                keep, reason = stop.cut(sequence, emitted, new_so_far)
+                step_scores, step_logits = emitted_rows(plan, tree, verdict, logits, process)
+                keep, reason = stop.cut(sequence, emitted, new_so_far, record.scores_until(step_scores))
                 emitted = emitted[:keep]
+                record.add(step_scores, step_logits, keep)
                 accepted_nodes = verdict.accepted_nodes[: min(keep, len(verdict.accepted_nodes))]
                 stats.steps += 1
                 stats.drafted += tree.size
@@ -316,7 +320,7 @@ class SpeculativeDecoder(DecoderAPI):
         finally:
             target.end()
         stats.time_total = time.perf_counter() - t_start
-        return GenerationOutput(torch.tensor([sequence], dtype=torch.long), stats)
+        return GenerationOutput(torch.tensor([sequence], dtype=torch.long), stats, **record.output(plan))
 
     def _build_tree(self, draft: Draft, depth_limit: int, sampling: bool = False) -> TokenTree:
         if draft.is_empty or depth_limit < 1 or self.budget < 1:

@@ -38,11 +38,9 @@ UNSUPPORTED_GENERATE_OPTIONS: dict[str, str] = {
     "top_h": "top-h sampling is not implemented",
     **dict.fromkeys(("encoder_repetition_penalty", "encoder_no_repeat_ngram_size"),
                     "draftkit runs decoder-only models"),
-    "stopping_criteria": "custom stopping criteria are not supported (use stop_strings, eos_token_id or "
-                         "stop_token_ids)",
     "watermarking_config": "watermarking is not supported",
-    **dict.fromkeys(("output_scores", "output_logits", "output_attentions", "output_hidden_states"),
-                    "draftkit returns the sequences and decoding statistics only"),
+    **dict.fromkeys(("output_attentions", "output_hidden_states"),
+                    "draftkit returns the sequences, scores / logits and decoding statistics only"),
     "dola_layers": "DoLa decoding is not supported",
     "token_healing": "token healing is not supported",
     **dict.fromkeys(("assistant_model", "prompt_lookup_num_tokens", "assistant_early_exit"),
@@ -64,9 +62,9 @@ def _inert(name: str, value: Any) -> bool:
         return value == 1.0
     if name == "encoder_no_repeat_ngram_size":
         return not value
-    if name in ("stopping_criteria", "force_words_ids", "constraints"):
+    if name in ("force_words_ids", "constraints"):
         return len(value) == 0
-    if name in ("output_scores", "output_logits", "output_attentions", "output_hidden_states", "token_healing"):
+    if name in ("output_attentions", "output_hidden_states", "token_healing"):
         return value is False
     return False
 
@@ -214,6 +212,10 @@ class RequestPlan:
     stop: StopConditions
     stop_token_ids: frozenset[int]
     random: RandomStream | None
+    #: What to return per new token besides the ids: "scores" (processed, as ``output_scores``),
+    #: "logits" (raw, as ``output_logits``).
+    record: frozenset[str] = frozenset()
+
 
 
 def plan_request(
@@ -242,6 +244,9 @@ def plan_request(
     generation_config: Any = None,
     max_time: float | None = UNSET,
     return_dict_in_generate: bool | None = None,
+    output_scores: bool | None = UNSET,
+    output_logits: bool | None = UNSET,
+    stopping_criteria: Any = None,
     **unsupported: Any,
 ) -> RequestPlan:
     """Validate a ``generate()`` call.
@@ -267,6 +272,12 @@ def plan_request(
     ``finish_reason="time"``: the output is a prefix of the full one.
     ``return_dict_in_generate`` is accepted and changes nothing: ``generate()``
     always returns a :class:`~draftkit.types.GenerationOutput` (``.sequences``).
+    ``output_scores`` / ``output_logits`` (from the call or the generation
+    config) return each new token's processed scores / raw logits, as
+    ``model.generate`` does. ``stopping_criteria`` (Hugging Face
+    ``StoppingCriteria`` or any callable ``(input_ids, scores) -> bool``) are
+    asked after every new token, as in ``model.generate``; the token that
+    makes one say stop is kept.
     """
     started = time.perf_counter()
     del pad_token_id, use_cache  # no effect on one unpadded sequence decoded with a cache
@@ -314,11 +325,14 @@ def plan_request(
         if processors.replaces_repetition_penalty:  # a user's RepetitionPenaltyLogitsProcessor, as in HF
             sampling = replace(sampling, repetition_penalty=None)
     deadline = _resolve_deadline(model, max_time, started)
+    criteria = _resolve_stopping_criteria(stopping_criteria)
+    record = frozenset(name for name, value in (("scores", output_scores), ("logits", output_logits))
+                       if _configured_flag(model, f"output_{name}", value))
     random = None
     if sampling.do_sample:
         random = RandomStream(seed if seed is not None else secrets.randbits(63))
-    return RequestPlan(prompt, max_new_tokens, sampling, StopConditions(max_new_tokens, stop_ids, matcher, deadline),
-                       stop_ids, random)
+    stop = StopConditions(max_new_tokens, stop_ids, matcher, deadline, criteria)
+    return RequestPlan(prompt, max_new_tokens, sampling, stop, stop_ids, random, record)
 
 
 def _refuse_unknown_options(unsupported: dict[str, Any]) -> None:
@@ -371,6 +385,31 @@ def _resolve_stop_strings(model: Any, stop_strings: Any, tokenizer: Any) -> Stop
             "or to the decoder" + (", or stop_strings=[] to decode without them" if configured else "")
         )
     return StopStringMatcher(tokenizer, strings)
+
+
+def _configured_flag(model: Any, name: str, value: Any) -> bool:
+    """A boolean option: the call's, else the generation config's, else off."""
+    if value is UNSET:
+        value = getattr(getattr(model, "generation_config", None), name, None)
+    return bool(value)
+
+
+def _resolve_stopping_criteria(criteria: Any) -> tuple[Any, ...]:
+    """A ``StoppingCriteriaList`` (or any iterable of callables) as a tuple; each must be callable."""
+    if criteria is None:
+        return ()
+    if callable(criteria) and not isinstance(criteria, (list, tuple)):
+        criteria = [criteria]
+    try:
+        items = tuple(criteria)
+    except TypeError:
+        raise InvalidInputError(
+            f"stopping_criteria must be a StoppingCriteriaList or a list of callables, got {type(criteria).__name__}"
+        ) from None
+    for item in items:
+        if not callable(item):
+            raise InvalidInputError(f"stopping_criteria holds a {type(item).__name__}, which is not callable")
+    return items
 
 
 def _resolve_deadline(model: Any, max_time: Any, started: float) -> float | None:

@@ -8,9 +8,11 @@ string or the ``max_new_tokens`` limit is ever emitted, counted or fed back.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import torch
 
 __all__ = ["StopConditions", "StopStringMatcher"]
 
@@ -94,11 +96,18 @@ class StopConditions:
     stop_strings: StopStringMatcher | None = None
     #: ``time.perf_counter()`` value after which generation ends (``max_time``); None: no limit.
     deadline: float | None = None
+    #: A user's stopping criteria (``model.generate``'s ``stopping_criteria``): called with
+    #: ``(input_ids [1, t], scores)`` after every new token.
+    criteria: tuple[Any, ...] = ()
 
-    def cut(self, sequence: list[int], emitted: list[int], new_so_far: int) -> tuple[int, str]:
+    def cut(self, sequence: list[int], emitted: list[int], new_so_far: int,
+            scores_until: Callable[[int], Any] | None = None) -> tuple[int, str]:
         """How many of ``emitted`` to keep, and the finish reason ('' if not finished).
 
         ``sequence`` is the full sequence *before* ``emitted`` (prompt included).
+        ``scores_until(i)``: what the criteria get as ``scores`` after emitted
+        token ``i``; Hugging Face passes the scores recorded so far (a tuple,
+        with ``output_scores``) or ``None``, and so does the engine.
         """
         room = self.max_new_tokens - new_so_far
         strings = self.stop_strings
@@ -111,8 +120,20 @@ class StopConditions:
                 return i + 1, "eos"
             if strings is not None and strings.completes_at(sequence + emitted[: i + 1]):
                 return i + 1, "stop_string"
+            if self.criteria and self._criteria_stop(sequence + emitted[: i + 1],
+                                                     scores_until(i) if scores_until else None):
+                return i + 1, "stopping_criteria"
         if len(emitted) >= room:
             return len(emitted), "length"
         if self.deadline is not None and time.perf_counter() > self.deadline:
             return len(emitted), "time"
         return len(emitted), ""
+
+    def _criteria_stop(self, sequence: list[int], scores: Any) -> bool:
+        """Whether a user's criterion says stop after the last token of ``sequence`` (as HF calls them)."""
+        ids = torch.tensor([sequence], dtype=torch.long)
+        for criterion in self.criteria:
+            verdict = criterion(ids, scores)
+            if bool(torch.as_tensor(verdict).any()):
+                return True
+        return False

@@ -90,7 +90,8 @@ class DecoderAPI:
         ``min_new_tokens``, ``suppress_tokens``, ``typical_p``, a
         ``logits_processor`` list, ...); ``generation_config``; ``streamer``
         (a Hugging Face streamer such as ``TextStreamer``: it receives the prompt,
-        then each step's new tokens, then ``end()``).
+        then each step's new tokens, then ``end()``); ``stopping_criteria``,
+        ``output_scores`` and ``output_logits`` (as in ``model.generate``).
         """
         streamer = kwargs.pop("streamer", None)
         input_ids, max_new_tokens = _call_arguments(input_ids, max_new_tokens, kwargs)
