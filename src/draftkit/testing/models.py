@@ -24,6 +24,8 @@ MORE_ARCHITECTURES = (
     "qwen3", "phi", "phi3", "gemma", "gemma2", "gemma3_text", "opt", "falcon", "gptj", "codegen",
     "stablelm", "olmo", "olmo2", "starcoder2", "gpt_bigcode", "cohere", "granite", "smollm3", "mixtral",
     "qwen2_moe", "gpt_neo", "biogpt", "persimmon", "nemotron", "glm", "helium", "llama4_text",
+    "deepseek_v2", "deepseek_v3", "minicpm3", "qwen3_moe", "gpt_oss", "glm4", "ernie4_5", "exaone4", "bitnet",
+    "seed_oss", "hunyuan_v1_dense", "internlm3", "ministral", "granitemoe", "jetmoe", "apertus",
 )
 
 # Size fields of the generic recipe: every name a config class has gets the value.
@@ -43,9 +45,15 @@ _GENERIC_FIXES: dict[str, dict[str, Any]] = {
     "falcon": {"new_decoder_architecture": False, "multi_query": True, "alibi": False},
     "llama4_text": {"intermediate_size_mlp": 64, "interleave_moe_layer_step": 1, "num_local_experts": 2,
                     "num_experts_per_tok": 1},
+    # Multi-head latent attention: consistent latent and rotary sizes, no key/value head grouping.
+    **dict.fromkeys(("deepseek_v2", "deepseek_v3", "minicpm3"), {
+        "qk_nope_head_dim": 8, "qk_rope_head_dim": 8, "v_head_dim": 8, "kv_lora_rank": 16, "q_lora_rank": 16,
+        "num_key_value_heads": 4, "head_dim": 8, "first_k_dense_replace": 1, "n_routed_experts": 4,
+        "n_group": 1, "topk_group": 1}),
 }
 #: Mixture-of-experts families: their default experts kernel has no float64 CPU path.
-_EAGER_EXPERTS = frozenset({"mixtral", "qwen2_moe", "qwen3_moe", "llama4_text", "granitemoe", "gpt_oss"})
+_EAGER_EXPERTS = frozenset({"mixtral", "qwen2_moe", "qwen3_moe", "llama4_text", "granitemoe", "gpt_oss", "deepseek_v2",
+                            "deepseek_v3", "jetmoe"})
 
 
 def tiny_config(arch: str, vocab_size: int = 97, *, layers: int = 2, context: int = 256,
