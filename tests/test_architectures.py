@@ -146,11 +146,44 @@ def test_slot_local_attention_is_checked_with_the_tree_slots() -> None:
     assert plain == _hf_greedy(model, ids, 40)
 
 
+@pytest.mark.parametrize(("arch", "overrides"), [("bloom", {}), ("mpt", {"expansion_ratio": 2}), ("bart", {})])
+def test_models_without_tree_masks_verify_chains_exactly(arch: str, overrides: dict) -> None:
+    """ALiBi models (Bloom, MPT) and attention that ignores custom masks: one path per step, same tokens."""
+    if not _available(arch):
+        pytest.skip(f"{arch} is not in this transformers version")
+    model = tiny_model(arch, VOCAB, **overrides)
+    with pytest.warns(UserWarning, match="verifies one chain per step"):
+        spec = draftkit.SpeculativeDecoder(model, source=["pld", "aded"], budget=8)
+    assert spec.target.chain_only
+    plain = draftkit.PlainDecoder(model)
+    accepted = 0
+    for ids in _prompts(seed=len(arch) + 20):
+        out = spec.generate(ids, max_new_tokens=30)
+        got = out.sequences[0].tolist()
+        assert got == plain.generate(ids, max_new_tokens=30).sequences[0].tolist() == _hf_greedy(model, ids, 30)
+        accepted += out.stats.accepted
+    assert accepted > 0  # drafts were verified, not skipped
+    options = dict(do_sample=True, temperature=0.9, top_k=30, seed=3)
+    ids = _prompts(seed=2, count=1)[0]
+    assert spec.generate(ids, max_new_tokens=20, **options).sequences.tolist() == plain.generate(
+        ids, max_new_tokens=20, **options).sequences.tolist()
+
+
+def test_chain_only_models_refuse_sampling_with_stochastic_drafts() -> None:
+    from draftkit.errors import UnsupportedSamplingError
+    from draftkit.testing.sources import RandomQSource
+
+    model = tiny_model("bloom", VOCAB)
+    with pytest.warns(UserWarning):
+        spec = draftkit.SpeculativeDecoder(model, source=RandomQSource.random(VOCAB), budget=4)
+    with pytest.raises(UnsupportedSamplingError, match="verifies chains only"):
+        spec.generate([[1, 2, 3]], max_new_tokens=5, do_sample=True)
+    assert spec.generate([[1, 2, 3]], max_new_tokens=5).sequences.shape[1] == 8  # greedy is fine
+
+
 @pytest.mark.parametrize(
     ("arch", "overrides", "reason"),
     [
-        ("bloom", {}, "ALiBi"),
-        ("mpt", {"expansion_ratio": 2}, "ALiBi"),
         ("mamba", {"state_size": 8, "expand": 2, "conv_kernel": 4}, "recurrent or state-space"),
         ("falcon_h1", {}, "recurrent or state-space"),
         ("openai-gpt", {}, "no key/value cache"),

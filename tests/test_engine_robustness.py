@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import draftkit
-from draftkit.errors import ContractViolationError, UnsupportedModelError, UnsupportedSamplingError
+from draftkit.errors import ContractViolationError, UnsupportedSamplingError
 from draftkit.testing.models import tiny_model
 from draftkit.testing.sources import OracleSource, ScriptedSource
 from draftkit.types import Draft
@@ -48,8 +48,9 @@ def test_generation_config_sampling_defaults_are_used():
     assert out.sequences[0].tolist() == hf_greedy(model, [5, 6, 7], 12, None)
 
 
-def test_attention_that_ignores_the_tree_mask_is_refused():
-    """A backend that drops the 4-D mask would let siblings see each other: refused at construction."""
+def test_attention_that_ignores_the_tree_mask_verifies_chains():
+    """A backend that drops the 4-D mask (a causal-only kernel, as flash attention) would let tree
+    siblings see each other: the decoder verifies chains with it, and says how to get trees back."""
     from transformers import AttentionInterface
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -60,9 +61,14 @@ def test_attention_that_ignores_the_tree_mask_is_refused():
 
     AttentionInterface.register("draftkit_test_ignore_mask", ignore_mask)
     model = tiny_model("llama", seed=5)
+    prompt = [[5, 6, 7, 5, 6, 7, 5, 6]]
+    expected = draftkit.PlainDecoder(model).generate(prompt, max_new_tokens=30).sequences
     model.set_attn_implementation("draftkit_test_ignore_mask")
-    with pytest.raises(UnsupportedModelError, match="ignores the 4-D tree attention mask"):
-        draftkit.SpeculativeDecoder(model)
+    with pytest.warns(UserWarning, match="attn_implementation='sdpa' to verify trees"):
+        decoder = draftkit.SpeculativeDecoder(model, source=["pld", "aded"], budget=8)
+    assert decoder.target.chain_only
+    out = decoder.generate(prompt, max_new_tokens=30)
+    assert torch.equal(out.sequences, expected) and out.stats.accepted > 0
 
 
 def test_auto_budget_on_a_small_context():

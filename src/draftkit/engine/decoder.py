@@ -9,6 +9,7 @@ what happened. The decoder composes parts; it knows no source by name.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Generator
 from typing import Any
 
@@ -24,6 +25,7 @@ from ..errors import (
 from ..interfaces import DraftSource, TreeBuilder, Verifier
 from ..logits import LogitsPipeline
 from ..plugins import Registry, default_registry
+from ..trees.chain import best_path
 from ..types import (
     DecodeStats,
     Draft,
@@ -99,6 +101,11 @@ class SpeculativeDecoder(DecoderAPI):
         self.registry = registry if registry is not None else default_registry()
         self.target = TargetModel(model)
         self.model = model
+        if self.target.chain_only:
+            warnings.warn(
+                f"{type(model).__name__} cannot verify token trees ({self.target.chain_only_reason}); draftkit "
+                "verifies one chain per step instead (the draft's likeliest path), which is exact but accepts "
+                "fewer tokens per step", stacklevel=2)
         if isinstance(source, (list, tuple)):
             from ..sources.composite import Composite
 
@@ -176,6 +183,12 @@ class SpeculativeDecoder(DecoderAPI):
         )
         verifier = self._pick_verifier(plan.sampling)
         caps = self.source.capabilities
+        if plan.sampling.do_sample and caps.draft_kind is DraftKind.STOCHASTIC and self.target.chain_only:
+            raise UnsupportedSamplingError(
+                f"sampling with a stochastic draft source ({self.source.name!r}) needs tree verification, "
+                f"which {type(self.model).__name__} cannot run (it verifies chains only); use a deterministic "
+                "source or do_sample=False"
+            )
         if plan.sampling.do_sample and caps.draft_kind is DraftKind.STOCHASTIC and (
             plan.sampling.uses_context_processors
         ):
@@ -263,6 +276,8 @@ class SpeculativeDecoder(DecoderAPI):
                 t1 = time.perf_counter()
                 stats.time_draft += t1 - t0
                 tree = self._build_tree(draft, depth_limit, sampling.do_sample)
+                if self.target.chain_only:  # the model verifies one path per step: the likeliest
+                    tree = best_path(tree)
                 drafted = tree.size
                 chosen = self.budget_policy.choose(drafted)
                 if chosen < tree.size and self.source.capabilities.draft_kind is DraftKind.DETERMINISTIC:

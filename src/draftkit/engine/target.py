@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import PromptTooLongError, UnsupportedModelError
+from ..trees.chain import is_chain
 from ..trees.masks import tree_attention_inputs
 from ..types import TokenTree
 from .model_config import (
@@ -193,9 +194,12 @@ class TargetSession:
         if n:
             ids[0, 1:] = torch.from_numpy(tree.tokens)
         ids = ids.to(self.device)
-        if n == 0:
-            # A plain step: the default causal mask is exactly right and cheaper.
-            positions = torch.tensor([[cache_len]], device=self.device)
+        if n == 0 or self.owner.chain_only:
+            # A plain step, or a chain on a model that cannot take a tree mask: the model's own
+            # causal mask is exactly right (and cheaper).
+            if n and not is_chain(tree):
+                raise ValueError(f"{type(self.model).__name__} verifies chains only; got a branching tree")
+            positions = torch.arange(cache_len, cache_len + n + 1, device=self.device)[None]
             out = module(input_ids=ids, position_ids=positions, past_key_values=self.cache, use_cache=True)
         else:
             mask, positions = self.owner.tree_masks(tree, cache_len)
@@ -276,6 +280,11 @@ class TargetModel:
         self.attention_chunk = chunked_attention_size(config)
         self.slot_window = slot_local_window(config)
         self.mask_kinds = layer_mask_kinds(config)
+        #: The model cannot take a tree mask but verifies chains exactly with its own causal mask
+        #: (ALiBi models, attention kernels without custom masks): each step verifies one path.
+        self.chain_only = False
+        #: Why trees are not verified on this model (when ``chain_only``), for messages.
+        self.chain_only_reason = ""
         param = next(model.parameters())
         self.device = param.device
         self.dtype = param.dtype
@@ -309,6 +318,56 @@ class TargetModel:
     # -- checks -------------------------------------------------------------------------------
 
     def _probe(self) -> None:
+        """Check tree verification, else chain verification, on this model before any user request.
+
+        A model that fails the tree probe but verifies a chain exactly with its
+        own causal mask (ALiBi position biases, an attention kernel that ignores
+        custom masks) is used in chain-only mode; one that fails both is refused
+        with the tree probe's explanation.
+        """
+        try:
+            self._probe_tree()
+        except UnsupportedModelError:
+            if not self._chain_verification_is_exact():
+                raise
+            self.chain_only = True
+            implementation = getattr(self.config, "_attn_implementation", None)
+            self.chain_only_reason = unsupported_hint(self.config) or (
+                "its attention does not follow a 4-D tree attention mask"
+                + ("" if implementation in (None, "sdpa", "eager") else
+                   f" with attention implementation {implementation!r}; load it with "
+                   "attn_implementation='sdpa' to verify trees"))
+
+    def _chain_verification_is_exact(self) -> bool:
+        """A 4-token prefill, a 3-token chain step with the model's causal mask, a commit of its first
+        token, then a plain step: every row must equal a plain forward over the same tokens."""
+        vocab = max(2, self.vocab_size)
+        prompt = torch.arange(1, 5) % vocab
+        chain = [5 % vocab, 6 % vocab, 7 % vocab]
+        was = self.chain_only
+        self.chain_only = True
+        try:
+            session = TargetSession(self)
+            session.prefill(prompt)
+            rows = session.forward_tree(int(prompt[-1]), TokenTree.from_parents(chain, [-1, 0, 1]))
+            session.commit((0,))
+            after = session.forward_tree(8 % vocab, TokenTree.empty())[0]
+            with torch.inference_mode():
+                full = torch.cat([prompt, torch.tensor(chain)]).to(self.device)
+                plain = self.model(input_ids=full[None]).logits[0, 3:]
+                resumed = self.model(input_ids=torch.cat([full[:5], torch.tensor([8 % vocab])])[None]).logits[0, -1]
+            tolerance = {torch.float64: 1e-6, torch.float32: 1e-3}.get(self.dtype, 5e-2)
+            for got, want in ((rows, plain), (after, resumed)):
+                scale = float(want.abs().max()) + 1e-6
+                if got.shape != want.shape or float((got - want).abs().max()) > tolerance * scale:
+                    return False
+            return True
+        except Exception:  # the model's own failure: chains do not work either
+            return False
+        finally:
+            self.chain_only = was
+
+    def _probe_tree(self) -> None:
         """Check tree verification on this model before any user request.
 
         A 4-token prefill, then a *branching* tree (two root children, one with a

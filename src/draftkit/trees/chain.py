@@ -3,10 +3,42 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ..types import Draft, TokenTree
 
-__all__ = ["ChainBuilder"]
+__all__ = ["ChainBuilder", "best_path", "is_chain"]
+
+
+def is_chain(tree: TokenTree) -> bool:
+    """Whether every node's parent is the node before it (one path, no branches)."""
+    return bool(np.array_equal(tree.parents, np.arange(-1, tree.size - 1)))
+
+
+def best_path(tree: TokenTree) -> TokenTree:
+    """The tree cut to one path: from the root, the child the tree ranks first at each level.
+
+    "First" is the highest score (``tree.scores``, the builder's estimate), then
+    the lowest index, as the lazy LM head ranks children. For a model that
+    verifies chains only, this is the path most likely to be accepted.
+    """
+    if tree.size == 0 or is_chain(tree):
+        return tree
+    scores = tree.scores if tree.scores is not None and tree.scores.shape == (tree.size,) else np.zeros(tree.size)
+    path: list[int] = []
+    parent = -1
+    while True:
+        children = np.nonzero(tree.parents == parent)[0]
+        if children.size == 0:
+            break
+        parent = int(children[np.argmax(scores[children])])  # argmax: the first of equal scores
+        path.append(parent)
+    keep = np.asarray(path, dtype=np.int64)
+    return TokenTree.from_parents(
+        tree.tokens[keep], np.arange(-1, keep.size - 1, dtype=np.int64),
+        probs=None if tree.probs is None else tree.probs[torch.from_numpy(keep)],
+        scores=scores[keep].astype(np.float64),
+    )
 
 
 class ChainBuilder:
