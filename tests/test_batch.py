@@ -13,7 +13,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from transformers import GenerationConfig, TextStreamer
+from transformers import GenerationConfig, MaxLengthCriteria, StoppingCriteriaList, TextStreamer
 
 import draftkit
 from draftkit.errors import (
@@ -129,8 +129,10 @@ def counting(model):
     ({"attention_mask": [[1, 0, 1], [1, 1, 1]]}, InvalidInputError, "between tokens"),
     ({"attention_mask": [[1, 1, 1], [0, 0, 0]]}, EmptyPromptError, "row 1"),
     ({"attention_mask": [[1, 1, 1], [0.5, 1, 1]]}, InvalidInputError, "0 \\(padding\\) and 1"),
-    ({"pad_token_id": None, "eos_token_id": None}, InvalidInputError, "pad_token_id"),
-    ({"input_ids": [[1, 2, 3], [4, 5, 500]]}, InvalidInputError, "outside the model's vocabulary"),
+    ({"pad_token_id": None, "eos_token_id": None, "max_time": 10.0}, InvalidInputError, "pad_token_id"),
+    ({"input_ids": [[1, 2, 3], [4, 5, 96]], "attention_mask": [[1, 1, 1], [1, 1, 1]], "max_length": 3},
+     InvalidInputError, "padded width of 3"),
+    ({"input_ids": [[1, 2, 3], [4, 5, 500]]}, InvalidInputError, "row 1 of the batch: prompt token id 500"),
     ({"num_return_sequences": 0, "do_sample": True}, InvalidInputError, "num_return_sequences"),
 ])
 def test_bad_batches_fail_before_any_row_is_decoded(bad, error, match):
@@ -164,3 +166,45 @@ def test_stream_and_streamer_refuse_a_batch():
         decoder.generate([[1, 2], [3, 4]], streamer=TextStreamer(None))
     with pytest.raises(InvalidInputError, match="generate\\(\\), which takes padded batches"):
         decoder.stream([[0, 1, 2]], attention_mask=[[0, 1, 1]])
+
+
+def test_lengths_count_the_padded_width_as_in_hf():
+    """``max_length``, ``min_length`` and a length criterion see the padded row in HF; the same here."""
+    model = cached_model("llama", eos=EOS)
+    ids, mask = left_padded([[5, 6, 7, 8, 9, 10, 11, 12], [20, 21]])
+    for options in ({"max_length": 12}, {"max_new_tokens": 10, "min_length": 14},
+                    {"max_new_tokens": 10, "stopping_criteria": StoppingCriteriaList([MaxLengthCriteria(12)])}):
+        expected = model.generate(ids, attention_mask=mask, do_sample=False, eos_token_id=EOS, pad_token_id=PAD,
+                                  **options)
+        out = draftkit.SpeculativeDecoder(model, source="pld").generate(
+            ids, attention_mask=mask, eos_token_id=EOS, pad_token_id=PAD, **options)
+        assert out.sequences.tolist() == expected.tolist(), options
+
+
+def test_no_pad_token_is_needed_when_no_row_can_end_early():
+    model = cached_model("llama")  # no EOS, no pad
+    out = draftkit.PlainDecoder(model).generate([[5, 6, 7], [8, 9, 10]], max_new_tokens=6, eos_token_id=None)
+    assert out.sequences.shape == (2, 9)
+
+
+def test_one_padded_row_streams_and_a_float_mask_is_accepted():
+    model = cached_model("gpt2", eos=EOS)
+    decoder = draftkit.SpeculativeDecoder(model, source="pld")
+
+    class Collect:
+        def __init__(self):
+            self.chunks, self.ended = [], False
+
+        def put(self, value):
+            self.chunks.append(value.reshape(-1).tolist())
+
+        def end(self):
+            self.ended = True
+
+    streamer = Collect()
+    ids = torch.tensor([[PAD, PAD, 4, 5, 6, 4, 5]])
+    out = decoder.generate(ids, attention_mask=torch.tensor([[0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0]]),
+                           max_new_tokens=8, eos_token_id=None, streamer=streamer)
+    assert streamer.ended and streamer.chunks[0] == [4, 5, 6, 4, 5]
+    assert sum(streamer.chunks[1:], []) == out.sequences[0, 7:].tolist()
+    assert out.sequences[0, :7].tolist() == ids[0].tolist()

@@ -74,9 +74,9 @@ class StopAfter(StoppingCriteria):
         return input_ids[:, -1] == self.token
 
 
-@pytest.mark.parametrize("record_scores", [False, True])
+@pytest.mark.parametrize(("record_scores", "as_dict"), [(False, True), (True, False), (True, True)])
 @pytest.mark.parametrize("source", ["pld", "aded"])
-def test_stopping_criteria_stop_where_hf_stops_and_see_what_hf_shows(record_scores, source):
+def test_stopping_criteria_stop_where_hf_stops_and_see_what_hf_shows(record_scores, as_dict, source):
     model = cached_model("llama", eos=EOS)
     ids = torch.tensor([[5, 6, 7, 5, 6, 7, 5, 6]])
     full = draftkit.PlainDecoder(model).generate(ids, max_new_tokens=20, eos_token_id=None).new_tokens[0].tolist()
@@ -84,11 +84,12 @@ def test_stopping_criteria_stop_where_hf_stops_and_see_what_hf_shows(record_scor
     hf_criterion, criterion = StopAfter(token), StopAfter(token)
     hf = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=20, do_sample=False,
                         eos_token_id=None, pad_token_id=0, stopping_criteria=StoppingCriteriaList([hf_criterion]), output_scores=record_scores,
-                        return_dict_in_generate=True)
+                        return_dict_in_generate=as_dict)
     out = draftkit.SpeculativeDecoder(model, source=source, budget=8).generate(
         ids, max_new_tokens=20, eos_token_id=None, stopping_criteria=StoppingCriteriaList([criterion]),
-        output_scores=record_scores)
-    assert out.sequences.tolist() == hf.sequences.tolist()
+        output_scores=record_scores, return_dict_in_generate=as_dict)
+    hf_sequences = hf.sequences if as_dict else hf
+    assert out.sequences.tolist() == hf_sequences.tolist()
     assert out.stats.finish_reason == "stopping_criteria"
     assert criterion.seen == hf_criterion.seen
 
@@ -104,6 +105,10 @@ def test_builtin_criteria_and_plain_callables():
     assert out.sequences.shape[1] == 9
     with pytest.raises(InvalidInputError, match="not callable"):
         decoder.generate(ids, max_new_tokens=4, stopping_criteria=[3])
+    with pytest.raises(InvalidInputError, match="got str.*stop_strings"):
+        decoder.generate(ids, max_new_tokens=4, stopping_criteria="stop")
+    with pytest.raises(InvalidInputError, match="returned None"):
+        decoder.generate(ids, max_new_tokens=4, stopping_criteria=[lambda input_ids, scores: None])
 
 
 def test_batch_scores_are_laid_out_per_position_with_finished_rows_at_minus_inf():

@@ -70,7 +70,7 @@ class PlainDecoder(DecoderAPI):
                     token = int(torch.argmax(scores))
                 step_scores = [scores[None].to(torch.float32)] if "scores" in plan.record else None
                 step_logits = [logits[0:1].to(torch.float32)] if "logits" in plan.record else None
-                keep, reason = plan.stop.cut(sequence, [token], produced, record.scores_until(step_scores))
+                keep, reason = plan.stop.cut(sequence, [token], produced, record.scores_until(plan, step_scores))
                 emitted = [token][:keep]
                 record.add(step_scores, step_logits, keep)
                 stats.steps += 1

@@ -24,7 +24,13 @@ import torch
 
 from ..errors import BatchSizeError, EmptyPromptError, InvalidInputError, UnsupportedSamplingError
 from ..types import DecodeStats, GenerationOutput
-from .request import UNSET, _configured, _id_set
+from .request import (
+    UNSET,
+    _configured,
+    _hf_generation_defaults,
+    _resolve_eos,
+    _resolve_stopping_criteria,
+)
 
 __all__ = ["BatchLayout", "batch_layout", "merge_outputs", "refuse_batch_in_stream"]
 
@@ -35,8 +41,12 @@ class BatchLayout:
 
     inputs: torch.Tensor  #: int64 [B, T]: the call's input rows as given (repeated per sample)
     prompts: tuple[torch.Tensor, ...]  #: each row's prompt without its padding
-    pad_token_id: int | None  #: fills rows that end before the longest; None only for one row
-    seeds: tuple[int | None, ...] = field(default=())  #: per row, when the call gave a seed
+    pad_token_id: int | None  #: fills rows that end before the longest (None: no row may end early)
+    #: Per row: its options besides the shared ones (``seed + i``, criteria that see its left padding).
+    row_options: tuple[dict[str, Any], ...] = field(default=())
+    #: New tokens per row when the call sets a length through ``max_length`` (counted, as in HF, from
+    #: the padded width); None: the call's ``max_new_tokens`` or the generation config's.
+    max_new_tokens: int | None = None
 
 
 def batch_layout(input_ids: Any, options: dict[str, Any], model: Any) -> BatchLayout | None:
@@ -45,14 +55,16 @@ def batch_layout(input_ids: Any, options: dict[str, Any], model: Any) -> BatchLa
     A call needs one when ``input_ids`` has more than one row, when its
     ``attention_mask`` marks padding, or when it asks for more than one
     sample (``num_return_sequences``, from the call or the generation config).
-    The options this layer consumes (``attention_mask``, ``pad_token_id``,
-    ``seed``, ``num_return_sequences``) are taken out of ``options``; the rest
-    apply to every row.
+    ``options`` are the call's keywords: what this layer consumes
+    (``attention_mask``, ``pad_token_id``, ``seed``, ``num_return_sequences``,
+    ``max_length``, ``min_length``, ``stopping_criteria``) is taken out or
+    rewritten per row; the rest applies to every row unchanged.
     """
     ids = _as_matrix(input_ids)
     if ids is None:
         return None
-    settings = _generation_settings(model, options.get("generation_config"))
+    view = _configured(model, options.get("generation_config"))
+    settings = getattr(view, "generation_config", None)
     samples = options.get("num_return_sequences", UNSET)
     if samples is UNSET:
         samples = getattr(settings, "num_return_sequences", None)
@@ -62,37 +74,102 @@ def batch_layout(input_ids: Any, options: dict[str, Any], model: Any) -> BatchLa
     if ids.shape[0] == 1 and not padded and samples in (None, 1):
         return None
     samples = _check_samples(samples, options, settings)
-    for name in ("attention_mask", "pad_token_id", "seed"):
-        options.setdefault(name, None)
-    del options["attention_mask"]
-    pad, seed = options.pop("pad_token_id"), options.pop("seed")
+    options.pop("attention_mask", None)
+    pad, seed = options.pop("pad_token_id", None), options.pop("seed", None)
     options["num_return_sequences"] = 1  # each row is one sequence (this also overrides the config's)
-    eos = _eos_ids(options, settings)
+    eos = _resolve_eos(view, options.get("eos_token_id", UNSET))
     if pad is None:
         pad = getattr(settings, "pad_token_id", None)
+    mask_given = mask_tensor is not None
     if mask_tensor is None:
         mask_tensor = _inferred_mask(ids, pad, eos)
-    prompts = [_unpadded(ids[i], mask_tensor[i], i) for i in range(ids.shape[0])]
+    spans = [_token_span(mask_tensor[i], i, mask_given) for i in range(ids.shape[0])]
+    width = int(ids.shape[1])
+    max_new = _new_tokens_of_padded_length(options, settings, width)
+    criteria = _resolve_stopping_criteria(options.pop("stopping_criteria", None))
     if samples > 1:  # as in HF: the samples of a row are adjacent rows of the output
         ids = ids.repeat_interleave(samples, dim=0)
-        prompts = [p for p in prompts for _ in range(samples)]
+        spans = [span for span in spans for _ in range(samples)]
     if pad is None:  # as in HF: the first EOS id pads
-        pad = _first_eos(options, settings)
-    if pad is None and len(prompts) > 1:
+        pad = _first_eos(options.get("eos_token_id", UNSET), settings)
+    if pad is None and len(spans) > 1 and _rows_may_end_early(options, settings, criteria):
         raise InvalidInputError(
-            "a batch needs pad_token_id to fill the rows that end before the longest one, and neither the call "
-            "nor the model's generation config gives one (or an EOS id to use instead); pass pad_token_id=..."
+            "a batch needs pad_token_id to fill the rows that end before the longest one (stop strings, "
+            "stopping criteria or max_time can end a row early), and neither the call nor the model's "
+            "generation config gives one (or an EOS id to use instead); pass pad_token_id=..."
         )
-    seeds = tuple(None if seed is None else int(seed) + i for i in range(len(prompts)))
-    return BatchLayout(ids, tuple(prompts), None if pad is None else int(pad), seeds)
+    row_options = []
+    for i, (first, _) in enumerate(spans):
+        row: dict[str, Any] = {} if seed is None else {"seed": int(seed) + i}
+        if criteria:  # HF's criteria see the padded row: its left padding comes first
+            row["stopping_criteria"] = [_PaddedRowCriterion(c, ids[i, :first]) for c in criteria]
+        row_options.append(row)
+    prompts = tuple(ids[i, first : last + 1] for i, (first, last) in enumerate(spans))
+    return BatchLayout(ids, prompts, None if pad is None else int(pad), tuple(row_options), max_new)
+
+
+@dataclass(frozen=True)
+class _PaddedRowCriterion:
+    """A user's stopping criterion shown the row as ``model.generate`` shows it (left padding first)."""
+
+    criterion: Any
+    left_padding: torch.Tensor
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> Any:
+        if self.left_padding.numel():
+            input_ids = torch.cat([self.left_padding[None].to(input_ids), input_ids], dim=-1)
+        return self.criterion(input_ids, scores, **kwargs)
+
+
+def _new_tokens_of_padded_length(options: dict[str, Any], settings: Any, width: int) -> int | None:
+    """``max_length`` / ``min_length`` count the padded width in HF: rewritten as new-token counts.
+
+    ``max_length`` (the call's, else a generation config's that sets no
+    ``max_new_tokens``) becomes the rows' new-token limit (returned);
+    ``min_length`` becomes ``min_new_tokens`` unless the call gives that.
+    """
+    max_new = None
+    max_length = options.pop("max_length", None)
+    if max_length is None and settings is not None and getattr(settings, "max_new_tokens", None) is None:
+        configured = getattr(settings, "max_length", None)
+        if configured is not None and configured != _hf_generation_defaults().get("max_length", 20):
+            max_length = configured
+    if max_length is not None:
+        if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)):
+            raise InvalidInputError(f"max_length must be an integer, got {max_length!r}")
+        max_new = int(max_length) - width
+        if max_new < 1:
+            raise InvalidInputError(
+                f"max_length={int(max_length)} leaves no room for new tokens after the batch's padded width "
+                f"of {width}; raise it, or pass max_new_tokens")
+    min_length = options.get("min_length", UNSET)
+    if min_length is UNSET:
+        min_length = getattr(settings, "min_length", None) or None
+    if min_length is not None and options.get("min_new_tokens") is None:
+        options["min_new_tokens"] = max(0, int(min_length) - width) or None
+        options["min_length"] = None  # counted from the padded width above; off per row
+    return max_new
+
+
+def _rows_may_end_early(options: dict[str, Any], settings: Any, criteria: tuple[Any, ...]) -> bool:
+    """Whether something besides EOS and the length limit can end a row (rows then need padding)."""
+    def given(name: str) -> Any:
+        value = options.get(name, UNSET)
+        return getattr(settings, name, None) if value is UNSET else value
+
+    return bool(criteria or given("stop_strings") or given("max_time") or options.get("stop_token_ids"))
 
 
 def merge_outputs(layout: BatchLayout, outputs: Sequence[GenerationOutput]) -> GenerationOutput:
     """One output for the batch: rows laid out as ``model.generate`` does, statistics summed."""
     new = [out.new_tokens[0] for out in outputs]
     longest = max(len(n) for n in new)
+    if layout.pad_token_id is None and any(len(n) != longest for n in new):
+        raise InvalidInputError(  # only at the context limit: other early ends are checked before decoding
+            "rows of the batch ended at different lengths and there is no pad_token_id to fill them; pass "
+            "pad_token_id=... (each row's own output is in the error's .per_sequence)")
     width = layout.inputs.shape[1] + longest
-    fill = 0 if layout.pad_token_id is None else layout.pad_token_id  # unused for one row (no filling)
+    fill = 0 if layout.pad_token_id is None else layout.pad_token_id  # unused when no row is filled
     sequences = torch.full((len(outputs), width), fill, dtype=torch.long)
     sequences[:, : layout.inputs.shape[1]] = layout.inputs
     for row, tokens in enumerate(new):
@@ -107,11 +184,12 @@ def _merged_rows(parts: Sequence[tuple[torch.Tensor, ...] | None], steps: int) -
     """Per-token rows of every sequence as HF lays them out: one [B, V] tensor per new-token position.
 
     A row that ended earlier has no scores there (HF keeps computing them for
-    padding); its entries are ``-inf``, which gives padding a probability of 0.
+    its padding; draftkit does not decode past a row's end): its entries are
+    ``-inf``, "no score", so mask them out (they are at padding positions).
     """
     if not parts or parts[0] is None:
         return None
-    vocab = parts[0][0].shape[-1] if parts[0] else next((p[0].shape[-1] for p in parts if p), 0)
+    vocab = parts[0][0].shape[-1]  # every row emits at least one token
     out = []
     for t in range(steps):
         out.append(torch.cat([p[t] if t < len(p) else torch.full((1, vocab), float("-inf")) for p in parts]))
@@ -170,7 +248,7 @@ def _as_mask(mask: Any, ids: torch.Tensor) -> torch.Tensor:
             f"attention_mask has shape {tuple(values.shape)} but input_ids has shape {tuple(ids.shape)}; "
             "they must match"
         )
-    if values.dtype.is_floating_point or values.is_complex() or bool(((values != 0) & (values != 1)).any()):
+    if values.is_complex() or bool(((values != 0) & (values != 1)).any()):
         raise InvalidInputError("attention_mask must hold 0 (padding) and 1 (token) only")
     return values.to(torch.long)
 
@@ -182,22 +260,18 @@ def _inferred_mask(ids: torch.Tensor, pad: int | None, eos: frozenset[int]) -> t
     return (ids != int(pad)).to(torch.long)
 
 
-def _unpadded(row: torch.Tensor, mask: torch.Tensor, index: int) -> torch.Tensor:
-    """The row's tokens under its mask, which must be one block (left or right padding)."""
+def _token_span(mask: torch.Tensor, index: int, mask_given: bool) -> tuple[int, int]:
+    """First and last column of the row's tokens, which must be one block (left or right padding)."""
     kept = torch.nonzero(mask, as_tuple=False).reshape(-1)
     if kept.numel() == 0:
-        raise EmptyPromptError(f"row {index} of the batch is empty (its attention_mask is all zeros)")
+        why = "its attention_mask is all zeros" if mask_given else "every token is the pad token"
+        raise EmptyPromptError(f"row {index} of the batch is empty ({why})")
     first, last = int(kept[0]), int(kept[-1])
     if last - first + 1 != kept.numel():
         raise InvalidInputError(
             f"row {index} of attention_mask has padding between tokens; only left or right padding is supported"
         )
-    return row[first : last + 1]
-
-
-def _generation_settings(model: Any, generation_config: Any) -> Any:
-    # The same merge of a call's generation_config as every request's.
-    return getattr(_configured(model, generation_config), "generation_config", None)
+    return first, last
 
 
 def _check_samples(samples: Any, options: dict[str, Any], settings: Any) -> int:
@@ -217,16 +291,8 @@ def _check_samples(samples: Any, options: dict[str, Any], settings: Any) -> int:
     return int(samples)
 
 
-def _eos_ids(options: dict[str, Any], settings: Any) -> frozenset[int]:
-    given = options.get("eos_token_id", UNSET)
-    if given is not UNSET:
-        return _id_set(given)
-    return _id_set(getattr(settings, "eos_token_id", None))
-
-
-def _first_eos(options: dict[str, Any], settings: Any) -> int | None:
+def _first_eos(given: Any, settings: Any) -> int | None:
     """The first EOS id in the order given (HF pads with it when there is no pad token)."""
-    given = options.get("eos_token_id", UNSET)
     value = given if given is not UNSET else getattr(settings, "eos_token_id", None)
     if isinstance(value, torch.Tensor):
         value = value.reshape(-1).tolist()

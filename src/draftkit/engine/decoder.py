@@ -296,7 +296,7 @@ class SpeculativeDecoder(DecoderAPI):
                 self._check_verdict(verdict, tree, verifier, vocab)
                 emitted = verdict.emitted_tokens(tree)
                 step_scores, step_logits = emitted_rows(plan, tree, verdict, logits, process)
-                keep, reason = stop.cut(sequence, emitted, new_so_far, record.scores_until(step_scores))
+                keep, reason = stop.cut(sequence, emitted, new_so_far, record.scores_until(plan, step_scores))
                 emitted = emitted[:keep]
                 record.add(step_scores, step_logits, keep)
                 accepted_nodes = verdict.accepted_nodes[: min(keep, len(verdict.accepted_nodes))]

@@ -4,8 +4,9 @@ Pure functions of a Hugging Face model and its config, read once when a
 :class:`~draftkit.engine.target.TargetModel` is built: how many logits it
 produces, how long its context is, which attention is restricted (sliding
 windows and chunks, which tree masks reproduce; GPT-Neo's slot-local layers,
-where tree steps are exact only inside the window), and, when a model fails the tree-verification probe, what most likely
-keeps it from working (ALiBi, recurrent state).
+where tree steps are exact only inside the window), and, when a model fails
+the tree-verification probe, what most likely keeps it from working (ALiBi,
+recurrent state).
 """
 
 from __future__ import annotations

@@ -51,9 +51,10 @@ class TokenRecord:
     scores: list[torch.Tensor] = field(default_factory=list)
     logits: list[torch.Tensor] = field(default_factory=list)
 
-    def scores_until(self, step_scores: list[torch.Tensor] | None) -> Callable[[int], Any]:
-        """For stopping criteria: the scores recorded up to a step's token ``i`` (``None`` unrecorded, as HF)."""
-        if step_scores is None:
+    def scores_until(self, plan: Any, step_scores: list[torch.Tensor] | None) -> Callable[[int], Any]:
+        """For stopping criteria: the scores recorded up to a step's token ``i``, as HF shows them
+        (only with ``output_scores`` and ``return_dict_in_generate``; else ``None``)."""
+        if step_scores is None or not plan.criteria_see_scores or not plan.stop.criteria:
             return lambda i: None
         return lambda i: (*self.scores, *step_scores[: i + 1])
 

@@ -215,7 +215,8 @@ class RequestPlan:
     #: What to return per new token besides the ids: "scores" (processed, as ``output_scores``),
     #: "logits" (raw, as ``output_logits``).
     record: frozenset[str] = frozenset()
-
+    #: Stopping criteria are shown the recorded scores (HF: with output_scores and return_dict_in_generate).
+    criteria_see_scores: bool = False
 
 
 def plan_request(
@@ -270,8 +271,9 @@ def plan_request(
     model's; the call's keywords win over both). ``max_time`` (seconds, counted
     from this call) ends generation after the step that passes it, with
     ``finish_reason="time"``: the output is a prefix of the full one.
-    ``return_dict_in_generate`` is accepted and changes nothing: ``generate()``
-    always returns a :class:`~draftkit.types.GenerationOutput` (``.sequences``).
+    ``return_dict_in_generate`` is accepted: ``generate()`` always returns a
+    :class:`~draftkit.types.GenerationOutput` (``.sequences``); as in HF, it
+    decides with ``output_scores`` whether stopping criteria see the scores.
     ``output_scores`` / ``output_logits`` (from the call or the generation
     config) return each new token's processed scores / raw logits, as
     ``model.generate`` does. ``stopping_criteria`` (Hugging Face
@@ -281,7 +283,6 @@ def plan_request(
     """
     started = time.perf_counter()
     del pad_token_id, use_cache  # no effect on one unpadded sequence decoded with a cache
-    del return_dict_in_generate  # the output always has .sequences (and .stats)
     given = {name: unsupported.pop(name) for name in PROCESSOR_OPTIONS if name in unsupported}
     switched_off = {n for n, v in unsupported.items() if n in UNSUPPORTED_GENERATE_OPTIONS and _inert(n, v)}
     for name in switched_off:  # e.g. num_beams=1: nothing to do, and it overrides the generation config's
@@ -328,11 +329,15 @@ def plan_request(
     criteria = _resolve_stopping_criteria(stopping_criteria)
     record = frozenset(name for name, value in (("scores", output_scores), ("logits", output_logits))
                        if _configured_flag(model, f"output_{name}", value))
+    # The output always has .sequences and .stats; this only decides what stopping criteria are shown.
+    as_dict = _configured_flag(model, "return_dict_in_generate",
+                               UNSET if return_dict_in_generate is None else return_dict_in_generate)
     random = None
     if sampling.do_sample:
         random = RandomStream(seed if seed is not None else secrets.randbits(63))
     stop = StopConditions(max_new_tokens, stop_ids, matcher, deadline, criteria)
-    return RequestPlan(prompt, max_new_tokens, sampling, stop, stop_ids, random, record)
+    return RequestPlan(prompt, max_new_tokens, sampling, stop, stop_ids, random, record,
+                       criteria_see_scores="scores" in record and as_dict)
 
 
 def _refuse_unknown_options(unsupported: dict[str, Any]) -> None:
@@ -398,6 +403,10 @@ def _resolve_stopping_criteria(criteria: Any) -> tuple[Any, ...]:
     """A ``StoppingCriteriaList`` (or any iterable of callables) as a tuple; each must be callable."""
     if criteria is None:
         return ()
+    if isinstance(criteria, (str, bytes)):
+        raise InvalidInputError(
+            f"stopping_criteria must be a StoppingCriteriaList or a list of callables, got {type(criteria).__name__} "
+            "(for stop strings, pass stop_strings=... and tokenizer=...)")
     if callable(criteria) and not isinstance(criteria, (list, tuple)):
         criteria = [criteria]
     try:

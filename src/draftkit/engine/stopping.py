@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from ..errors import InvalidInputError
+
 __all__ = ["StopConditions", "StopStringMatcher"]
 
 
@@ -134,6 +136,10 @@ class StopConditions:
         ids = torch.tensor([sequence], dtype=torch.long)
         for criterion in self.criteria:
             verdict = criterion(ids, scores)
+            if verdict is None:
+                raise InvalidInputError(
+                    f"stopping criterion {getattr(criterion, '__name__', type(criterion).__name__)} returned None; "
+                    "it must return a bool (or a bool tensor, one value per row)")
             if bool(torch.as_tensor(verdict).any()):
                 return True
         return False

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator
 from typing import Any
 
-from ..errors import BatchSizeError
+from ..errors import BatchSizeError, DraftkitError
 from ..types import GenerationOutput
 from .batch import BatchLayout, batch_layout, merge_outputs, refuse_batch_in_stream
+from .request import prepare_prompt
 from .target import TargetModel
 
 __all__ = ["TokenStream", "DecoderAPI"]
@@ -96,25 +97,13 @@ class DecoderAPI:
         streamer = kwargs.pop("streamer", None)
         input_ids, max_new_tokens = _call_arguments(input_ids, max_new_tokens, kwargs)
         layout = batch_layout(input_ids, kwargs, self.target.model)
-        if layout is not None:
-            if streamer is not None:
-                raise BatchSizeError("a streamer receives one sequence (as in model.generate); decode the rows "
-                                     "one call at a time to stream them")
-            return self._generate_batch(layout, max_new_tokens, kwargs)
-        stream = self.stream(input_ids, max_new_tokens, **kwargs)
-        if streamer is None:
-            return stream.run()
-        import torch
-
-        from .request import prepare_prompt
-
-        streamer.put(prepare_prompt(input_ids)[None])  # as model.generate: the prompt first
-        try:
-            for tokens in stream:
-                streamer.put(torch.tensor(tokens, dtype=torch.long))
-        finally:  # also on an error, so that a consumer thread (TextIteratorStreamer) is not left waiting
-            streamer.end()
-        return stream.output
+        if layout is None:
+            stream = self.stream(input_ids, max_new_tokens, **kwargs)
+            return _consume(stream, streamer, prepare_prompt(input_ids) if streamer is not None else None)
+        if streamer is not None and len(layout.prompts) > 1:
+            raise BatchSizeError(f"a streamer receives one sequence (as in model.generate), got {len(layout.prompts)} "
+                                 "rows; decode them one call at a time to stream them")
+        return self._generate_batch(layout, max_new_tokens, kwargs, streamer)
 
     def stream(self, input_ids: Any = None, max_new_tokens: int | None = None, **kwargs: Any) -> TokenStream:
         """Iterate the new token ids step by step; ``.output`` holds the result at the end.
@@ -128,13 +117,35 @@ class DecoderAPI:
         refuse_batch_in_stream(input_ids, kwargs)
         return TokenStream(self._run(input_ids, max_new_tokens, **kwargs))
 
-    def _generate_batch(self, layout: BatchLayout, max_new_tokens: Any, kwargs: dict[str, Any]) -> GenerationOutput:
-        """Every row validated (and its ``max_time`` clock started) first, then decoded in turn."""
-        streams = [
-            TokenStream(self._run(prompt, max_new_tokens, **kwargs, **({} if seed is None else {"seed": seed})))
-            for prompt, seed in zip(layout.prompts, layout.seeds, strict=True)
-        ]
-        return merge_outputs(layout, [stream.run() for stream in streams])
+    def _generate_batch(self, layout: BatchLayout, max_new_tokens: Any, kwargs: dict[str, Any],
+                        streamer: Any = None) -> GenerationOutput:
+        """Every row validated first (one ``max_time`` clock for the call), then decoded in turn."""
+        if max_new_tokens is None:
+            max_new_tokens = layout.max_new_tokens
+        streams = []
+        for row, (prompt, options) in enumerate(zip(layout.prompts, layout.row_options, strict=True)):
+            try:
+                streams.append(TokenStream(self._run(prompt, max_new_tokens, **kwargs, **options)))
+            except DraftkitError as exc:
+                if len(layout.prompts) == 1:
+                    raise
+                raise type(exc)(f"row {row} of the batch: {exc}") from exc
+        return merge_outputs(layout, [_consume(s, streamer, p) for s, p in zip(streams, layout.prompts, strict=True)])
+
+
+def _consume(stream: TokenStream, streamer: Any = None, prompt: Any = None) -> GenerationOutput:
+    """Run a stream to its end, feeding a Hugging Face streamer (prompt, each step's tokens, ``end()``)."""
+    if streamer is None:
+        return stream.run()
+    import torch
+
+    streamer.put(prompt[None])  # as model.generate: the prompt first
+    try:
+        for tokens in stream:
+            streamer.put(torch.tensor(tokens, dtype=torch.long))
+    finally:  # also on an error, so that a consumer thread (TextIteratorStreamer) is not left waiting
+        streamer.end()
+    return stream.output
 
 
 def _call_arguments(input_ids: Any, max_new_tokens: Any, kwargs: dict[str, Any]) -> tuple[Any, Any]:

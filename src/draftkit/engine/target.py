@@ -45,6 +45,9 @@ class SeparableHead:
     head: torch.nn.Module
 
 
+#: Relative tolerance of the tree and chain probes (a forward over several tokens vs single tokens).
+_PROBE_TOLERANCE = {torch.float64: 1e-6, torch.float32: 1e-3}
+
 #: Most logits rows one product of the LM head computes ahead along the preferred path.
 #: A product's cost is mostly reading the head's weights from memory (a 8192 x 256
 #: head: about 0.6 ms per product on this project's 2-core CPU, plus 0.07 ms per row),
@@ -356,7 +359,7 @@ class TargetModel:
                 full = torch.cat([prompt, torch.tensor(chain)]).to(self.device)
                 plain = self.model(input_ids=full[None]).logits[0, 3:]
                 resumed = self.model(input_ids=torch.cat([full[:5], torch.tensor([8 % vocab])])[None]).logits[0, -1]
-            tolerance = {torch.float64: 1e-6, torch.float32: 1e-3}.get(self.dtype, 5e-2)
+            tolerance = _PROBE_TOLERANCE.get(self.dtype, 5e-2)
             for got, want in ((rows, plain), (after, resumed)):
                 scale = float(want.abs().max()) + 1e-6
                 if got.shape != want.shape or float((got - want).abs().max()) > tolerance * scale:
@@ -390,7 +393,7 @@ class TargetModel:
                     ids = torch.cat([prompt, torch.tensor([tokens[i] for i in path])]).to(self.device)
                     plain = self.model(input_ids=ids[None]).logits[0, -1]
                     scale = float(plain.abs().max()) + 1e-6
-                    tolerance = {torch.float64: 1e-6, torch.float32: 1e-3}.get(self.dtype, 5e-2)
+                    tolerance = _PROBE_TOLERANCE.get(self.dtype, 5e-2)
                     if float((logits[node + 1] - plain).abs().max()) > tolerance * scale:
                         raise UnsupportedModelError(self._mask_ignored_message())
         except UnsupportedModelError:
