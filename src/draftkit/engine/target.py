@@ -358,7 +358,8 @@ class TargetModel:
             with torch.inference_mode():
                 full = torch.cat([prompt, torch.tensor(chain)]).to(self.device)
                 plain = self.model(input_ids=full[None]).logits[0, 3:]
-                resumed = self.model(input_ids=torch.cat([full[:5], torch.tensor([8 % vocab])])[None]).logits[0, -1]
+                resumed_ids = torch.cat([full[:5], torch.tensor([8 % vocab], device=self.device)])
+                resumed = self.model(input_ids=resumed_ids[None]).logits[0, -1]
             tolerance = _PROBE_TOLERANCE.get(self.dtype, 5e-2)
             for got, want in ((rows, plain), (after, resumed)):
                 scale = float(want.abs().max()) + 1e-6
