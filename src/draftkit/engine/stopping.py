@@ -109,7 +109,8 @@ class StopConditions:
         ``sequence`` is the full sequence *before* ``emitted`` (prompt included).
         ``scores_until(i)``: what the criteria get as ``scores`` after emitted
         token ``i``; Hugging Face passes the scores recorded so far (a tuple,
-        with ``output_scores``) or ``None``, and so does the engine.
+        with ``output_scores`` and ``return_dict_in_generate``) or ``None``,
+        and so does the engine.
         """
         room = self.max_new_tokens - new_so_far
         strings = self.stop_strings
