@@ -27,9 +27,10 @@ from ..types import DecodeStats, GenerationOutput
 from .request import (
     UNSET,
     _configured,
-    _hf_generation_defaults,
+    _new_tokens_from,
     _resolve_eos,
     _resolve_stopping_criteria,
+    configured_max_length,
 )
 
 __all__ = ["BatchLayout", "batch_layout", "merge_outputs", "refuse_batch_in_stream"]
@@ -130,18 +131,10 @@ def _new_tokens_of_padded_length(options: dict[str, Any], settings: Any, width: 
     """
     max_new = None
     max_length = options.pop("max_length", None)
-    if max_length is None and settings is not None and getattr(settings, "max_new_tokens", None) is None:
-        configured = getattr(settings, "max_length", None)
-        if configured is not None and configured != _hf_generation_defaults().get("max_length", 20):
-            max_length = configured
+    if max_length is None:
+        max_length = configured_max_length(settings)
     if max_length is not None:
-        if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)):
-            raise InvalidInputError(f"max_length must be an integer, got {max_length!r}")
-        max_new = int(max_length) - width
-        if max_new < 1:
-            raise InvalidInputError(
-                f"max_length={int(max_length)} leaves no room for new tokens after the batch's padded width "
-                f"of {width}; raise it, or pass max_new_tokens")
+        max_new = _new_tokens_from(max_length, width, f"the batch's padded width of {width}")
     min_length = options.get("min_length", UNSET)
     if min_length is UNSET:
         min_length = getattr(settings, "min_length", None) or None

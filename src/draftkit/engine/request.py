@@ -470,19 +470,33 @@ def _configured_length(model: torch.nn.Module, prompt: torch.Tensor) -> int:
     configured = getattr(config, "max_new_tokens", None) if config is not None else None
     if configured is not None:
         return int(configured)
-    max_length = getattr(config, "max_length", None) if config is not None else None
-    if max_length is not None and max_length != _hf_generation_defaults().get("max_length", 20):
+    max_length = configured_max_length(config)
+    if max_length is not None:
         return _new_tokens_from(max_length, prompt)
     return DEFAULT_MAX_NEW_TOKENS
 
 
-def _new_tokens_from(max_length: Any, prompt: torch.Tensor) -> int:
+def configured_max_length(generation_config: Any) -> int | None:
+    """A generation config's ``max_length`` when it decides the length: no ``max_new_tokens`` is set
+    and it is not Hugging Face's default of 20 (a length nobody chose would cut answers short)."""
+    if generation_config is None or getattr(generation_config, "max_new_tokens", None) is not None:
+        return None
+    max_length = getattr(generation_config, "max_length", None)
+    if max_length is None or max_length == _hf_generation_defaults().get("max_length", 20):
+        return None
+    return max_length
+
+
+def _new_tokens_from(max_length: Any, prompt: torch.Tensor | int, counted: str | None = None) -> int:
+    """New tokens that ``max_length`` leaves after a prompt (or ``counted``: a description of the
+    ``prompt`` tokens it counts, e.g. a padded batch's width)."""
     if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)):
         raise InvalidInputError(f"max_length must be an integer, got {max_length!r}")
-    room = int(max_length) - int(prompt.numel())
+    length = prompt if isinstance(prompt, int) else int(prompt.numel())
+    room = int(max_length) - length
     if room < 1:
         raise InvalidInputError(
-            f"max_length={int(max_length)} leaves no room for new tokens after the {prompt.numel()}-token prompt; "
+            f"max_length={int(max_length)} leaves no room for new tokens after {counted or f'the {length}-token prompt'}; "
             "raise it, or pass max_new_tokens"
         )
     return room

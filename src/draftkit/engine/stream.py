@@ -97,8 +97,8 @@ class DecoderAPI:
         streamer = kwargs.pop("streamer", None)
         input_ids, max_new_tokens = _call_arguments(input_ids, max_new_tokens, kwargs)
         layout = batch_layout(input_ids, kwargs, self.target.model)
-        if layout is None:
-            stream = self.stream(input_ids, max_new_tokens, **kwargs)
+        if layout is None:  # one unpadded sequence: the arguments are stream()'s, already unpacked
+            stream = TokenStream(self._run(input_ids, max_new_tokens, **kwargs))
             return _consume(stream, streamer, prepare_prompt(input_ids) if streamer is not None else None)
         if streamer is not None and len(layout.prompts) > 1:
             raise BatchSizeError(f"a streamer receives one sequence (as in model.generate), got {len(layout.prompts)} "

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import PromptTooLongError, UnsupportedModelError
-from ..trees.chain import is_chain
+from ..trees.chain import is_chain, preferred_next_rows
 from ..trees.masks import tree_attention_inputs
 from ..types import TokenTree
 from .model_config import (
@@ -56,21 +56,6 @@ _PROBE_TOLERANCE = {torch.float64: 1e-6, torch.float32: 1e-3}
 #: runs (one row per product elsewhere), 1.4 ms with chains of 8 on every step,
 #: 1.3 ms with 12; longer chains only add rows where the preferred path is that deep.
 LAZY_CHAIN_ROWS = 16
-
-
-def preferred_next_rows(tree: TokenTree) -> np.ndarray:
-    """For each logits row (0 = root, ``i + 1`` = node ``i``), the row of the child the
-    tree ranks first (highest score, else lowest index), or -1 at a leaf."""
-    nxt = np.full(tree.size + 1, -1, dtype=np.int64)
-    if tree.size == 0:
-        return nxt
-    scores = tree.scores if tree.scores is not None and tree.scores.shape == (tree.size,) else np.zeros(tree.size)
-    parents = np.asarray(tree.parents, dtype=np.int64)
-    order = np.lexsort((np.arange(tree.size), -scores, parents))  # by parent, best child first
-    _, first = np.unique(parents[order], return_index=True)
-    best = order[first]
-    nxt[parents[best] + 1] = best + 1
-    return nxt
 
 
 class LazyLogits:
@@ -149,6 +134,8 @@ class TargetSession:
         self.dtype = owner.dtype
         self.vocab_size = owner.vocab_size
         self.context_window = owner.context_window
+        #: Verify chains with the model's own causal mask (the model's mode; the chain probe sets it).
+        self.chain_only = owner.chain_only
         self.cache: object | None = None
         self._layout: _CacheLayout | None = None
 
@@ -197,7 +184,7 @@ class TargetSession:
         if n:
             ids[0, 1:] = torch.from_numpy(tree.tokens)
         ids = ids.to(self.device)
-        if n == 0 or self.owner.chain_only:
+        if n == 0 or self.chain_only:
             # A plain step, or a chain on a model that cannot take a tree mask: the model's own
             # causal mask is exactly right (and cheaper).
             if n and not is_chain(tree):
@@ -347,10 +334,9 @@ class TargetModel:
         vocab = max(2, self.vocab_size)
         prompt = torch.arange(1, 5) % vocab
         chain = [5 % vocab, 6 % vocab, 7 % vocab]
-        was = self.chain_only
-        self.chain_only = True
         try:
             session = TargetSession(self)
+            session.chain_only = True
             session.prefill(prompt)
             rows = session.forward_tree(int(prompt[-1]), TokenTree.from_parents(chain, [-1, 0, 1]))
             session.commit((0,))
@@ -368,8 +354,6 @@ class TargetModel:
             return True
         except Exception:  # the model's own failure: chains do not work either
             return False
-        finally:
-            self.chain_only = was
 
     def _probe_tree(self) -> None:
         """Check tree verification on this model before any user request.

@@ -7,7 +7,22 @@ import torch
 
 from ..types import Draft, TokenTree
 
-__all__ = ["ChainBuilder", "best_path", "is_chain"]
+__all__ = ["ChainBuilder", "best_path", "is_chain", "preferred_next_rows"]
+
+
+def preferred_next_rows(tree: TokenTree) -> np.ndarray:
+    """For each logits row (0 = root, ``i + 1`` = node ``i``), the row of the child the
+    tree ranks first (highest score, else lowest index), or -1 at a leaf."""
+    nxt = np.full(tree.size + 1, -1, dtype=np.int64)
+    if tree.size == 0:
+        return nxt
+    scores = tree.scores if tree.scores is not None and tree.scores.shape == (tree.size,) else np.zeros(tree.size)
+    parents = np.asarray(tree.parents, dtype=np.int64)
+    order = np.lexsort((np.arange(tree.size), -scores, parents))  # by parent, best child first
+    _, first = np.unique(parents[order], return_index=True)
+    best = order[first]
+    nxt[parents[best] + 1] = best + 1
+    return nxt
 
 
 def is_chain(tree: TokenTree) -> bool:
@@ -24,20 +39,15 @@ def best_path(tree: TokenTree) -> TokenTree:
     """
     if tree.size == 0 or is_chain(tree):
         return tree
-    scores = tree.scores if tree.scores is not None and tree.scores.shape == (tree.size,) else np.zeros(tree.size)
-    path: list[int] = []
-    parent = -1
-    while True:
-        children = np.nonzero(tree.parents == parent)[0]
-        if children.size == 0:
-            break
-        parent = int(children[np.argmax(scores[children])])  # argmax: the first of equal scores
-        path.append(parent)
-    keep = np.asarray(path, dtype=np.int64)
+    nxt = preferred_next_rows(tree)
+    rows = [int(nxt[0])]
+    while nxt[rows[-1]] >= 0:
+        rows.append(int(nxt[rows[-1]]))
+    keep = np.asarray(rows, dtype=np.int64) - 1  # logits row i + 1 is node i
     return TokenTree.from_parents(
         tree.tokens[keep], np.arange(-1, keep.size - 1, dtype=np.int64),
         probs=None if tree.probs is None else tree.probs[torch.from_numpy(keep)],
-        scores=scores[keep].astype(np.float64),
+        scores=tree.scores[keep] if tree.scores is not None and tree.scores.shape == (tree.size,) else None,
     )
 
 
