@@ -294,3 +294,28 @@ def test_wants_draft_compares_what_asking_earned_with_a_plain_step():
     assert all(step(4, 0.02) for _ in range(20))  # 5 tokens per 40 ms beat 1 per 10 ms: keep asking
     asked = [step(0, 0.02) for _ in range(40)]  # now drafts cost 20 ms and are never right
     assert not any(asked[-30:])  # ... so the source sits out
+
+
+def test_a_skipped_source_is_asked_again_once_its_usual_budget_would_pay():
+    """Drafts are useless for 60 steps, then their first 3 tokens are always right.
+
+    Verifying costs 1 + k/2 plain steps, so 2-4 nodes pay but the oversized trees of
+    exploration steps do not. A skipped source is re-examined only on exploration steps;
+    were they charged the cost of their oversized trees, it would stay skipped for good.
+    They are charged what the usual budget would have cost and earned instead.
+    """
+    grid = np.array([0, 1, 2, 4, 8, 16, 32, 64])
+    policy = CostAwareBudget(grid, 0.01 * (1 + grid / 2), explore=8, by_previous_step=False)
+    chain = TokenTree.from_parents(np.arange(64), np.arange(-1, 63))
+    asked = []
+    for step in range(400):
+        ask = policy.wants_draft()
+        k = policy.choose(64 if ask else 0)
+        tree = prune_tree(chain, k) if ask else TokenTree.empty()
+        right = 0 if step < 60 or not ask else min(3, tree.size)
+        policy.observe(tree, Verdict(tuple(range(right)), 0), 64 if ask else 0, 0.002)
+        asked.append(ask)
+    assert not all(asked[20:60])  # the useless source was skipped...
+    assert all(asked[300:])  # ... and is asked every step once it pays
+    policy._step = 1  # keep exploration out of the check
+    assert 2 <= policy.choose(64) <= 4

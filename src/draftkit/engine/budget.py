@@ -214,6 +214,7 @@ class CostAwareBudget:
     _state: int = field(default=step_context.START, init=False, repr=False)
     _step: int = field(default=0, init=False, repr=False)
     _choice: np.ndarray = field(init=False, repr=False)  # last choice per context
+    _usual: int = field(default=0, init=False, repr=False)  # this step's choice had it not explored
     _overhead: float | None = field(default=None, init=False, repr=False)  # per step that drafted
     _plain_overhead: float | None = field(default=None, init=False, repr=False)  # per step the source sat out
     _asked: bool = field(default=True, init=False, repr=False)  # whether this step asked the source
@@ -275,8 +276,9 @@ class CostAwareBudget:
         forward pass of layer-skip, a datastore lookup, nothing found), for the
         tree it verifies and for the bookkeeping, and a slow or rarely useful
         source then sits out where it does not pay. Exploration steps always
-        ask, so a context is re-examined, and a context is asked at least three
-        times before it can be skipped.
+        ask, so a context is re-examined (and are credited with what the usual
+        budget would have earned, see :meth:`_usual_outcome`), and a context is
+        asked at least three times before it can be skipped.
         """
         self._asked = True
         if self.explore and (self._step + 1) % self.explore == 0:
@@ -290,20 +292,40 @@ class CostAwareBudget:
 
     def choose(self, drafted: int) -> int:
         self._step += 1
-        if drafted <= 0:
-            return 0
-        if self.explore and self._step % self.explore == 0:
+        self._usual = self._usual_choice(drafted)
+        if drafted > 0 and self.explore and self._step % self.explore == 0:
             if (self._step // self.explore) % 4 == 0:
                 return self.max_budget
             bigger = self.grid[self.grid >= max(1, 2 * self._choice[self._state])]
             return int(bigger[0]) if bigger.size else self.max_budget
+        if drafted > 0:
+            self._choice[self._state] = self._usual
+        return self._usual
+
+    def _usual_choice(self, drafted: int) -> int:
+        """The budget with the best expected rate for a ``drafted``-node draft (no exploration)."""
+        if drafted <= 0:
+            return 0
         if not self._pooled_count.any():
             return self.max_budget
         size = min(drafted, self.max_budget)
         candidates = np.append(self.grid[self.grid < size], size)
-        choice = int(candidates[np.argmax(self.expected_rate(candidates))])
-        self._choice[self._state] = choice
-        return choice
+        return int(candidates[np.argmax(self.expected_rate(candidates))])
+
+    def _usual_outcome(self, tree: TokenTree, verdict: Verdict) -> tuple[int, int]:
+        """Tokens emitted and nodes verified had this step verified its usual budget.
+
+        An exploration step verifies a deliberately oversized tree; charging
+        its cost to the context would make drafting there look unprofitable
+        and keep a skipped context skipped (it is re-examined only on such
+        steps). Ranks respect ancestry, so the usual budget's outcome is read
+        off the same verdict: the accepted nodes of rank below it.
+        """
+        size = min(tree.size, self._usual)
+        if size == tree.size or not verdict.accepted_nodes:
+            return len(verdict.accepted_nodes) + 1, size
+        ranks = node_ranks(tree)[list(verdict.accepted_nodes)]
+        return int(np.count_nonzero(ranks < size)) + 1, size
 
     def observe(self, tree: TokenTree, verdict: Verdict, drafted: int, overhead: float) -> None:
         d = self.decay
@@ -317,8 +339,9 @@ class CostAwareBudget:
             s = self._state
             self._ask_count[s] += 1
             w = max(1 - d, 1.0 / self._ask_count[s])
-            seconds = float(np.interp(tree.size, self.grid, self.costs)) + overhead
-            self._ask_tokens[s] += w * (len(verdict.accepted_nodes) + 1 - self._ask_tokens[s])
+            tokens, size = self._usual_outcome(tree, verdict)
+            seconds = float(np.interp(size, self.grid, self.costs)) + overhead
+            self._ask_tokens[s] += w * (tokens - self._ask_tokens[s])
             self._ask_seconds[s] += w * (seconds - self._ask_seconds[s])
         self._asked = True
         verified = min(tree.size, self.max_budget)
