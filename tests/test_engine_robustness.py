@@ -185,21 +185,29 @@ def test_settings_stored_on_the_generation_config_are_read_like_model_generate()
 
 
 def test_time_split_includes_the_prefill(monkeypatch):
-    """The prompt's forward pass is counted in ``time_prefill`` (it was once left out of every part).
+    """The prompt's forward pass is counted in ``time_prefill``, or in ``time_verify`` when it runs
+    inside the first step (it was once left out of every part).
 
-    The prefill is made to last at least 50 ms with a sleep, so the check does not depend on speed.
+    Setting up the request and the prompt's forward are each made to last at least 50 ms with a
+    sleep, so the check does not depend on speed.
     """
     from draftkit.engine.target import TargetSession
 
-    real_prefill = TargetSession.prefill
+    real_prefill, real_forward = TargetSession.prefill, TargetSession._forward
 
-    def slow_prefill(self, prompt):
+    def slow_prefill(self, prompt, defer=False):
         time.sleep(0.05)
-        return real_prefill(self, prompt)
+        return real_prefill(self, prompt, defer)
+
+    def slow_forward(self, *args, **kwargs):
+        if self._deferred is not None:  # the fused prompt forward
+            time.sleep(0.05)
+        return real_forward(self, *args, **kwargs)
 
     monkeypatch.setattr(TargetSession, "prefill", slow_prefill)
+    monkeypatch.setattr(TargetSession, "_forward", slow_forward)
     model = tiny_model("llama", seed=3)
     for decoder in (draftkit.PlainDecoder(model), draftkit.SpeculativeDecoder(model, source="pld", budget=4)):
         stats = decoder.generate([[1, 2, 3, 1, 2]], max_new_tokens=2).stats
         parts = stats.time_prefill + stats.time_draft + stats.time_verify + stats.time_other
-        assert stats.time_prefill >= 0.05 and parts <= stats.time_total
+        assert stats.time_prefill >= 0.05 and stats.time_verify >= 0.05 and parts <= stats.time_total

@@ -321,13 +321,15 @@ class StepFeedback:
 class DecodeStats:
     """Counters of one generation. Times are wall-clock seconds."""
 
-    steps: int = 0  #: target forward passes after the prefill
+    steps: int = 0  #: decode steps (target forwards; the first one may include the prompt's prefill)
     drafted: int = 0  #: draft nodes sent to verification
     accepted: int = 0  #: draft tokens accepted (bonus tokens not included)
     emitted: int = 0  #: new tokens returned (accepted + bonus, after stopping)
     prompt_tokens: int = 0
     accept_lengths: list[int] = field(default_factory=list)  #: tokens emitted per step
-    time_prefill: float = 0.0  #: the prompt's forward pass and the source's per-request setup (``begin``)
+    #: The source's per-request setup (``begin``), and the prompt's forward pass when it runs on its own
+    #: (most requests fuse it with the first step, whose verify time then includes it).
+    time_prefill: float = 0.0
     time_draft: float = 0.0
     time_verify: float = 0.0  #: target forwards of the decode steps
     time_other: float = 0.0  #: tree building, verification logic, cache compaction

@@ -43,7 +43,9 @@ class PlainDecoder(DecoderAPI):
 
     def _steps(self, plan: RequestPlan, t_start: float) -> Generator[list[int], None, GenerationOutput]:
         t0 = time.perf_counter()
-        target = self.target.start(plan.prompt)  # this request's own KV cache
+        # This request's own KV cache; the prompt's prefill runs inside the first step, so the
+        # first token costs one forward over the prompt, as in model.generate.
+        target = self.target.start(plan.prompt, defer_prefill=True)
         prompt_len = int(plan.prompt.numel())
         stats = DecodeStats(prompt_tokens=prompt_len)
         sequence: list[int] = plan.prompt.tolist()

@@ -207,7 +207,9 @@ class SpeculativeDecoder(DecoderAPI):
         )
         vocab = self.target.vocab_size
         t0 = time.perf_counter()
-        target = self.target.start(prompt)  # this request's own KV cache
+        # This request's own KV cache. Unless the source runs the target itself (and reads the
+        # cache before the first step), the prompt's prefill runs inside the first step's forward.
+        target = self.target.start(prompt, defer_prefill=not self.source.capabilities.needs_target)
         prompt_len = int(prompt.numel())
         window = target.context_window
         stats = DecodeStats(prompt_tokens=prompt_len)

@@ -45,6 +45,12 @@ class SeparableHead:
     head: torch.nn.Module
 
 
+#: Longest prompt prefix whose prefill is fused with the request's first step. Fusing saves one
+#: forward pass per request (the first step's fixed cost, as much as a plain step), which matters
+#: for short answers; for long prompts the prefill dominates anyway, and a fused tree step needs
+#: an explicit mask over the whole prompt (quadratic in its length) where a prefill needs none.
+FUSED_PREFILL_MAX = 1024
+
 #: Relative tolerance of the tree and chain probes (a forward over several tokens vs single tokens).
 _PROBE_TOLERANCE = {torch.float64: 1e-6, torch.float32: 1e-3}
 
@@ -138,19 +144,33 @@ class TargetSession:
         self.chain_only = owner.chain_only
         self.cache: object | None = None
         self._layout: _CacheLayout | None = None
+        #: Prompt tokens whose prefill was deferred to the first forward (see :meth:`prefill`).
+        self._deferred: torch.Tensor | None = None
 
     @property
     def cache_len(self) -> int:
+        """Context tokens in the cache (a deferred prefill counts once it has run)."""
         return 0 if self.cache is None else int(self.cache.get_seq_length())
 
     @torch.inference_mode()
-    def prefill(self, prompt: torch.Tensor) -> None:
-        """Fill the cache with every prompt token but the last."""
+    def prefill(self, prompt: torch.Tensor, defer: bool = False) -> None:
+        """Fill the cache with every prompt token but the last.
+
+        ``defer=True`` runs the prefill as part of the first :meth:`forward_tree`
+        (one forward pass fewer per request) when the model allows it and the
+        prompt is at most :data:`FUSED_PREFILL_MAX` tokens; until then the cache
+        is empty, so only callers that do not read the cache before the first
+        step (sources that do not run the target) may defer.
+        """
         from transformers.cache_utils import DynamicCache
 
         self.cache = DynamicCache()
         self._layout = None
+        self._deferred = None
         prefix = prompt[:-1]
+        if defer and 0 < prefix.numel() <= FUSED_PREFILL_MAX and self.owner.can_fuse_prefill:
+            self._deferred = prefix.to(self.device)
+            return
         if prefix.numel():
             # Prefill needs the cache, not logits: skip the LM head when the model allows it.
             module = self.model if self.owner.head is None else self.owner.head.body
@@ -161,7 +181,8 @@ class TargetSession:
     @torch.inference_mode()
     def forward_tree(self, pending_token: int, tree: TokenTree) -> torch.Tensor:
         """Logits after the pending token and after every node: float [n + 1, V]."""
-        return self._forward(self.model, pending_token, tree).logits[0]
+        # A fused prefill needs the logits of the step's rows only (HF's logits_to_keep).
+        return self._forward(self.model, pending_token, tree, logits_to_keep=tree.size + 1).logits[0, -(tree.size + 1):]
 
     @torch.inference_mode()
     def forward_tree_hidden(self, pending_token: int, tree: TokenTree) -> torch.Tensor:
@@ -174,35 +195,42 @@ class TargetSession:
         head = self.owner.head
         if head is None:
             raise RuntimeError(f"{type(self.model).__name__}'s LM head is not separable; use forward_tree")
-        return self._forward(head.body, pending_token, tree).last_hidden_state[0]
+        return self._forward(head.body, pending_token, tree).last_hidden_state[0, -(tree.size + 1):]
 
-    def _forward(self, module: torch.nn.Module, pending_token: int, tree: TokenTree) -> Any:
+    def _forward(self, module: torch.nn.Module, pending_token: int, tree: TokenTree, **extra: Any) -> Any:
         cache_len = self.cache_len
         n = tree.size
-        ids = torch.empty((1, n + 1), dtype=torch.long)
-        ids[0, 0] = int(pending_token)
+        fresh = self._deferred  # a deferred prefill runs in front of this step
+        f = 0 if fresh is None else int(fresh.numel())
+        if not f:
+            extra = {}
+        ids = torch.empty((1, f + n + 1), dtype=torch.long, device=self.device)
+        if f:
+            ids[0, :f] = fresh
+        ids[0, f] = int(pending_token)
         if n:
-            ids[0, 1:] = torch.from_numpy(tree.tokens)
-        ids = ids.to(self.device)
+            ids[0, f + 1 :] = torch.from_numpy(tree.tokens).to(self.device)
         if n == 0 or self.chain_only:
             # A plain step, or a chain on a model that cannot take a tree mask: the model's own
             # causal mask is exactly right (and cheaper).
             if n and not is_chain(tree):
                 raise ValueError(f"{type(self.model).__name__} verifies chains only; got a branching tree")
-            positions = torch.arange(cache_len, cache_len + n + 1, device=self.device)[None]
-            out = module(input_ids=ids, position_ids=positions, past_key_values=self.cache, use_cache=True)
+            positions = torch.arange(cache_len, cache_len + f + n + 1, device=self.device)[None]
+            out = module(input_ids=ids, position_ids=positions, past_key_values=self.cache, use_cache=True, **extra)
         else:
-            mask, positions = self.owner.tree_masks(tree, cache_len)
+            mask, positions = self.owner.tree_masks(tree, cache_len, fresh_prefix=f)
             out = module(
                 input_ids=ids,
                 attention_mask=mask,
                 position_ids=positions,
                 past_key_values=self.cache,
                 use_cache=True,
+                **extra,
             )
         self.cache = out.past_key_values
         self.owner._check_cache(self.cache)
-        self._layout = _CacheLayout(cache_len, n)
+        self._deferred = None
+        self._layout = _CacheLayout(cache_len + f, n)
         return out
 
     @torch.inference_mode()
@@ -235,6 +263,7 @@ class TargetSession:
         """Release the request's cache."""
         self.cache = None
         self._layout = None
+        self._deferred = None
 
 
 class TargetModel:
@@ -281,10 +310,15 @@ class TargetModel:
         self.vocab_size = logits_size(model)
         self._session: TargetSession | None = None
         self.head: SeparableHead | None = None  # the probes below run the whole model
+        #: Whether a prompt's prefill may run inside the first step (checked by the probes below).
+        self.can_fuse_prefill = False
         self._probe()
         self.head = self._probe_separable_head()
+        self.can_fuse_prefill = self._fused_prefill_is_exact()
 
-    def tree_masks(self, tree: TokenTree, cache_len: int) -> tuple[torch.Tensor | dict[str, torch.Tensor], torch.Tensor]:
+    def tree_masks(
+        self, tree: TokenTree, cache_len: int, fresh_prefix: int = 0
+    ) -> tuple[torch.Tensor | dict[str, torch.Tensor], torch.Tensor]:
         """The attention mask of a tree step and its position ids.
 
         One mask, restricted like the model's attention (a sliding window, a
@@ -297,7 +331,7 @@ class TargetModel:
             window = self.sliding_window if kind is None or "sliding" in kind else None
             chunk = self.attention_chunk if kind is None or "chunk" in kind else None
             return tree_attention_inputs(tree, cache_len, self.dtype, self.device, sliding_window=window,
-                                         attention_chunk=chunk)
+                                         attention_chunk=chunk, fresh_prefix=fresh_prefix)
 
         if not self.mask_kinds:
             return mask_for(None)
@@ -406,6 +440,40 @@ class TargetModel:
                 "tree verification would change the output. Load the model with attn_implementation='sdpa' "
                 "or 'eager'")
 
+    def _fused_prefill_is_exact(self) -> bool:
+        """Whether a prompt's prefill can run inside the first step: the model's forward takes
+        ``logits_to_keep`` (else a fused step would compute the whole prompt's logits), and a
+        fused step, its commit and the next step give the rows of a separate prefill."""
+        import inspect
+
+        try:
+            if "logits_to_keep" not in inspect.signature(self.model.forward).parameters:
+                return False
+        except (TypeError, ValueError):
+            return False
+        vocab = max(2, self.vocab_size)
+        prompt = torch.arange(1, 6) % vocab
+        tokens = [6 % vocab, 7 % vocab, 8 % vocab]
+        tree = TokenTree.from_parents(tokens, [-1, 0, 1] if self.chain_only else [-1, -1, 0])
+        rows = []
+        self.can_fuse_prefill = True  # for the probe's own sessions; the caller sets the verdict
+        try:
+            for defer in (False, True):
+                session = TargetSession(self)
+                session.prefill(prompt, defer=defer)
+                if defer and session._deferred is None:
+                    return False
+                step = session.forward_tree(int(prompt[-1]), tree)
+                session.commit((0,))
+                after = session.forward_tree(9 % vocab, TokenTree.empty())
+                rows.append(torch.cat([step, after]))
+                session.end()
+        except Exception:  # the model's own failure: keep separate prefills
+            return False
+        scale = float(rows[0].abs().max()) + 1e-6
+        tolerance = _PROBE_TOLERANCE.get(self.dtype, 5e-2)
+        return rows[0].shape == rows[1].shape and float((rows[0] - rows[1]).abs().max()) <= tolerance * scale
+
     def _probe_separable_head(self) -> SeparableHead | None:
         """The body/head split of the model, if its logits are exactly ``head(body(x))``.
 
@@ -484,10 +552,13 @@ class TargetModel:
 
     # -- requests -----------------------------------------------------------------------------
 
-    def start(self, prompt: torch.Tensor) -> TargetSession:
-        """Open a session for a request and prefill its prompt (all tokens but the last)."""
+    def start(self, prompt: torch.Tensor, defer_prefill: bool = False) -> TargetSession:
+        """Open a session for a request and prefill its prompt (all tokens but the last).
+
+        ``defer_prefill``: run the prefill inside the first step's forward (see
+        :meth:`TargetSession.prefill`)."""
         session = TargetSession(self)
-        session.prefill(prompt)
+        session.prefill(prompt, defer=defer_prefill)
         self._session = session
         return session
 

@@ -24,13 +24,18 @@ def tree_attention_inputs(
     *,
     sliding_window: int | None = None,
     attention_chunk: int | None = None,
+    fresh_prefix: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return ``(mask, position_ids)``.
 
-    * ``mask``: float [1, 1, n + 1, cache_len + n + 1], 0 where attention is
+    * ``mask``: float [1, 1, f + n + 1, cache_len + f + n + 1], 0 where attention is
       allowed and the dtype's most negative value elsewhere (not ``-inf``, which
       turns fully masked rows into NaN in some kernels).
-    * ``position_ids``: int64 [1, n + 1].
+    * ``position_ids``: int64 [1, f + n + 1].
+
+    ``fresh_prefix`` (``f``): context tokens not in the cache yet, fed before
+    ``pending`` in the same forward (a prompt's prefill fused with the first
+    tree step); they attend causally, and ``pending`` and every node see them.
 
     ``sliding_window`` / ``attention_chunk``: the mask of a layer whose
     attention is restricted by position, as Hugging Face restricts it in plain
@@ -39,15 +44,20 @@ def tree_attention_inputs(
     holds position ``s`` (the committed context); a tree node holds the
     position of its depth, so the restriction follows each node's own path.
     """
-    n = tree.size
-    allowed = torch.zeros((n + 1, cache_len + n + 1), dtype=torch.bool)
-    allowed[:, : cache_len + 1] = True  # cache and the pending token
+    n, f = tree.size, fresh_prefix
+    allowed = torch.zeros((f + n + 1, cache_len + f + n + 1), dtype=torch.bool)
+    allowed[:, :cache_len] = True  # the cache
+    if f:  # the fresh prefix and pending: causal among themselves
+        allowed[: f + 1, cache_len : cache_len + f + 1] = torch.ones(f + 1, f + 1, dtype=torch.bool).tril()
+    allowed[f:, cache_len + f] = True  # pending, seen by itself and every node
+    allowed[f + 1 :, cache_len : cache_len + f] = True  # nodes see the fresh prefix
     if n:
-        allowed[1:, cache_len + 1 :] = torch.from_numpy(tree.ancestors)
-    positions = torch.empty(n + 1, dtype=torch.long)
-    positions[0] = cache_len
+        allowed[f + 1 :, cache_len + f + 1 :] = torch.from_numpy(tree.ancestors)
+    base = cache_len + f  # pending's position
+    positions = torch.empty(f + n + 1, dtype=torch.long)
+    positions[: f + 1] = torch.arange(cache_len, base + 1)
     if n:
-        positions[1:] = torch.from_numpy(tree.depths) + cache_len
+        positions[f + 1 :] = torch.from_numpy(tree.depths) + base
     if sliding_window is not None or attention_chunk is not None:
         key_positions = torch.cat([torch.arange(cache_len), positions])
         query, key = positions[:, None], key_positions[None, :]
