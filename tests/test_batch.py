@@ -181,6 +181,30 @@ def test_lengths_count_the_padded_width_as_in_hf():
         assert out.sequences.tolist() == expected.tolist(), options
 
 
+def test_prefix_allowed_tokens_fn_gets_the_row_index_and_padded_row_as_in_hf():
+    """Each row was once decoded as a one-row call, so the function always got batch_id 0."""
+    model = cached_model("llama", eos=EOS)
+    ids, mask = left_padded([[5, 6, 7, 8, 9], [20, 21], [30, 31, 32]])
+
+    def allowed(batch_id: int, row: torch.Tensor) -> list[int]:
+        return [10 + batch_id + len(row) % 3, 40 + batch_id, EOS]  # the index and the padded length
+
+    for options in ({}, {"num_return_sequences": 2, "do_sample": True, "top_k": 2}):
+        expected = model.generate(ids, attention_mask=mask, max_new_tokens=6, eos_token_id=EOS, pad_token_id=PAD,
+                                  prefix_allowed_tokens_fn=allowed, **options)
+        out = draftkit.SpeculativeDecoder(model, source="pld").generate(
+            ids, attention_mask=mask, max_new_tokens=6, eos_token_id=EOS, pad_token_id=PAD,
+            prefix_allowed_tokens_fn=allowed, seed=0, **options)
+        assert out.sequences.shape == expected.shape
+        new = out.sequences[:, ids.shape[1]:]
+        for i in range(new.shape[0]):  # sampled rows differ from HF's, but only in allowed tokens
+            for t, token in enumerate(new[i].tolist()):
+                padded_row = out.sequences[i, : ids.shape[1] + t]
+                assert token in allowed(i, padded_row) or token == PAD, (i, t)
+        if not options:
+            assert out.sequences.tolist() == expected.tolist()
+
+
 def test_no_pad_token_is_needed_when_no_row_can_end_early():
     model = cached_model("llama")  # no EOS, no pad
     out = draftkit.PlainDecoder(model).generate([[5, 6, 7], [8, 9, 10]], max_new_tokens=6, eos_token_id=None)

@@ -104,3 +104,23 @@ def test_block_stop_check_agrees_with_the_token_by_token_check(ids, split, picks
             expected = (i + 1, "stop_string")
             break
     assert conditions.cut(sequence, emitted, 0) == expected
+
+
+@given(
+    text=st.text(alphabet="ab (\n日本語é😀", min_size=2, max_size=14),
+    picks=st.lists(st.tuples(st.integers(0, 200), st.integers(1, 4)), min_size=1, max_size=3),
+)
+def test_stop_strings_ending_in_a_split_character_match_as_in_hf(text, picks):
+    """Byte-level BPE splits '日' or '😀' over several byte tokens; the token that completes the
+    character completes a stop string ending in it (it once never matched). Checked against HF's
+    own StopStringCriteria at every prefix of the tokenized text."""
+    from transformers import StopStringCriteria
+
+    tok = bpe_tokenizer()
+    ids = tok(text, add_special_tokens=False).input_ids
+    stops = sorted({text[a % len(text): a % len(text) + n] for a, n in picks})
+    matcher = StopStringMatcher(tok, stops)
+    hf = StopStringCriteria(tok, stops)
+    for k in range(1, len(ids) + 1):
+        want = bool(hf(torch.tensor([ids[:k]]), None)[0])
+        assert matcher.completes_at(ids[:k]) == want, (text, stops, k)

@@ -276,8 +276,8 @@ class SamplingParams:
             )
         if self.top_k is not None and self.top_k < 1:
             raise InvalidInputError(f"top_k must be >= 1 (or None), got {self.top_k}")
-        if self.top_p is not None and not (0.0 < self.top_p <= 1.0):
-            raise InvalidInputError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_p is not None and not (0.0 <= self.top_p <= 1.0):  # 0: the likeliest token only, as in HF
+            raise InvalidInputError(f"top_p must be in [0, 1], got {self.top_p}")
         if self.min_p is not None and not (0.0 <= self.min_p <= 1.0):
             raise InvalidInputError(f"min_p must be in [0, 1], got {self.min_p}")
         if self.repetition_penalty is not None and not self.repetition_penalty > 0:

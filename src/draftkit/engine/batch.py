@@ -26,6 +26,7 @@ from ..errors import BatchSizeError, EmptyPromptError, InvalidInputError, Unsupp
 from ..types import DecodeStats, GenerationOutput
 from .request import (
     UNSET,
+    PaddedRowCriterion,
     _configured,
     _new_tokens_from,
     _resolve_eos,
@@ -76,10 +77,10 @@ def batch_layout(input_ids: Any, options: dict[str, Any], model: Any) -> BatchLa
         return None
     samples = _check_samples(samples, options, settings)
     options.pop("attention_mask", None)
-    pad, seed = options.pop("pad_token_id", None), options.pop("seed", None)
+    pad, seed = options.pop("pad_token_id", UNSET), options.pop("seed", None)
     options["num_return_sequences"] = 1  # each row is one sequence (this also overrides the config's)
     eos = _resolve_eos(view, options.get("eos_token_id", UNSET))
-    if pad is None:
+    if pad is UNSET:  # an explicit None means no pad id, as in HF (the first EOS id pads)
         pad = getattr(settings, "pad_token_id", None)
     mask_given = mask_tensor is not None
     if mask_tensor is None:
@@ -88,6 +89,7 @@ def batch_layout(input_ids: Any, options: dict[str, Any], model: Any) -> BatchLa
     width = int(ids.shape[1])
     max_new = _new_tokens_of_padded_length(options, settings, width)
     criteria = _resolve_stopping_criteria(options.pop("stopping_criteria", None))
+    allowed = options.pop("prefix_allowed_tokens_fn", None)
     if samples > 1:  # as in HF: the samples of a row are adjacent rows of the output
         ids = ids.repeat_interleave(samples, dim=0)
         spans = [span for span in spans for _ in range(samples)]
@@ -103,35 +105,43 @@ def batch_layout(input_ids: Any, options: dict[str, Any], model: Any) -> BatchLa
     for i, (first, _) in enumerate(spans):
         row: dict[str, Any] = {} if seed is None else {"seed": int(seed) + i}
         if criteria:  # HF's criteria see the padded row: its left padding comes first
-            row["stopping_criteria"] = [_PaddedRowCriterion(c, ids[i, :first]) for c in criteria]
+            row["stopping_criteria"] = [PaddedRowCriterion(c, ids[i, :first]) for c in criteria]
+        if allowed is not None:  # and HF's prefix function gets the row's index and padded row
+            row["prefix_allowed_tokens_fn"] = (
+                _PaddedRowPrefixFunction(allowed, i, ids[i, :first]) if callable(allowed) else allowed
+            )
         row_options.append(row)
     prompts = tuple(ids[i, first : last + 1] for i, (first, last) in enumerate(spans))
     return BatchLayout(ids, prompts, None if pad is None else int(pad), tuple(row_options), max_new)
 
 
 @dataclass(frozen=True)
-class _PaddedRowCriterion:
-    """A user's stopping criterion shown the row as ``model.generate`` shows it (left padding first)."""
+class _PaddedRowPrefixFunction:
+    """A user's ``prefix_allowed_tokens_fn`` called as ``model.generate`` calls it for a batch row:
+    with the row's index in the (sample-expanded) batch and the row with its left padding."""
 
-    criterion: Any
+    function: Any
+    row: int
     left_padding: torch.Tensor
 
-    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> Any:
+    def __call__(self, batch_id: int, input_ids: torch.Tensor) -> Any:
         if self.left_padding.numel():
-            input_ids = torch.cat([self.left_padding[None].to(input_ids), input_ids], dim=-1)
-        return self.criterion(input_ids, scores, **kwargs)
+            input_ids = torch.cat([self.left_padding.to(input_ids), input_ids], dim=-1)
+        return self.function(self.row, input_ids)
 
 
 def _new_tokens_of_padded_length(options: dict[str, Any], settings: Any, width: int) -> int | None:
     """``max_length`` / ``min_length`` count the padded width in HF: rewritten as new-token counts.
 
-    ``max_length`` (the call's, else a generation config's that sets no
-    ``max_new_tokens``) becomes the rows' new-token limit (returned);
+    ``max_length`` (the call's, else a generation config's; unless the config
+    sets ``max_new_tokens``, which wins in HF) becomes the rows' new-token limit (returned);
     ``min_length`` becomes ``min_new_tokens`` unless the call gives that.
     """
     max_new = None
     max_length = options.pop("max_length", None)
-    if max_length is None:
+    if getattr(settings, "max_new_tokens", None) is not None:
+        max_length = None  # as in HF, the config's max_new_tokens wins over any max_length
+    elif max_length is None:
         max_length = configured_max_length(settings)
     if max_length is not None:
         max_new = _new_tokens_from(max_length, width, f"the batch's padded width of {width}")

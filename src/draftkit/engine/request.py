@@ -7,6 +7,8 @@ generation config, HF sampling semantics) and on every input error.
 
 from __future__ import annotations
 
+import functools
+
 import secrets
 import time
 from collections.abc import Sequence
@@ -293,6 +295,12 @@ def plan_request(
     prompt = prepare_prompt(input_ids)
     _check_attention_mask(attention_mask, int(prompt.numel()))
     max_new_tokens = _resolve_length(model, prompt, max_new_tokens, max_length)
+    criteria = _resolve_stopping_criteria(stopping_criteria)
+    # As in model.generate, a user's criterion of a type generate builds itself replaces that one.
+    replacing = _replaced_builtin_criteria(criteria)
+    if "length" in replacing:
+        criterion, padding = replacing["length"]
+        max_new_tokens = max(1, int(criterion.max_length) - padding - int(prompt.numel()))
     defaults = generation_defaults(model)
     pick = lambda value, name: defaults[name] if value is UNSET else value  # noqa: E731
     if do_sample is UNSET:  # like model.generate: the model's generation config decides
@@ -312,8 +320,11 @@ def plan_request(
     if bad.numel():
         raise InvalidInputError(f"prompt token id {int(bad[0])} is outside the model's vocabulary [0, {vocab})")
     target.check_length(int(prompt.numel()), max_new_tokens, tree_nodes)
-    stop_ids = _resolve_eos(model, eos_token_id) | frozenset(int(t) for t in (stop_token_ids or ()))
+    extra_stops = frozenset(int(t) for t in (stop_token_ids or ()))
+    stop_ids = _resolve_eos(model, eos_token_id) | extra_stops
     matcher = _resolve_stop_strings(model, stop_strings, tokenizer if tokenizer is not None else default_tokenizer)
+    if "stop_strings" in replacing:
+        matcher = None
     # EOS-aware processors (min_new_tokens, ...) treat stop_token_ids as EOS too, as vLLM's min_tokens does.
     processors = build_extra_processors(
         configured_processor_options(model, given),
@@ -325,8 +336,9 @@ def plan_request(
         sampling = replace(sampling, processors=processors)
         if processors.replaces_repetition_penalty:  # a user's RepetitionPenaltyLogitsProcessor, as in HF
             sampling = replace(sampling, repetition_penalty=None)
-    deadline = _resolve_deadline(model, max_time, started)
-    criteria = _resolve_stopping_criteria(stopping_criteria)
+    deadline = None if "time" in replacing else _resolve_deadline(model, max_time, started)
+    if "eos" in replacing:  # the processors keep the generation config's EOS ids, as in HF
+        stop_ids = _id_set(replacing["eos"][0].eos_token_id) | extra_stops
     record = frozenset(name for name, value in (("scores", output_scores), ("logits", output_logits))
                        if _configured_flag(model, f"output_{name}", value))
     # The output always has .sequences and .stats; this only decides what stopping criteria are shown.
@@ -357,9 +369,14 @@ def _refuse_unknown_options(unsupported: dict[str, Any]) -> None:
 
 
 def _resolve_length(model: Any, prompt: torch.Tensor, max_new_tokens: Any, max_length: Any) -> int:
-    """New tokens: ``max_new_tokens``, else ``max_length`` minus the prompt, else the generation config's."""
+    """New tokens: ``max_new_tokens`` (the call's, else the generation config's: in ``model.generate``
+    it wins over any ``max_length``), else ``max_length`` minus the prompt, else the config's length."""
     if max_new_tokens is None:
-        if max_length is not None:
+        config = getattr(model, "generation_config", None)
+        configured = getattr(config, "max_new_tokens", None) if config is not None else None
+        if configured is not None:
+            max_new_tokens = configured
+        elif max_length is not None:
             max_new_tokens = _new_tokens_from(max_length, prompt)
         else:
             max_new_tokens = _configured_length(model, prompt)
@@ -397,6 +414,37 @@ def _configured_flag(model: Any, name: str, value: Any) -> bool:
     if value is UNSET:
         value = getattr(getattr(model, "generation_config", None), name, None)
     return bool(value)
+
+
+@dataclass(frozen=True)
+class PaddedRowCriterion:
+    """A user's stopping criterion shown a batch row as ``model.generate`` shows it (left padding first)."""
+
+    criterion: Any
+    left_padding: torch.Tensor
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> Any:
+        if self.left_padding.numel():
+            input_ids = torch.cat([self.left_padding[None].to(input_ids), input_ids], dim=-1)
+        return self.criterion(input_ids, scores, **kwargs)
+
+
+def _replaced_builtin_criteria(criteria: tuple[Any, ...]) -> dict[str, tuple[Any, int]]:
+    """The user's criteria that replace one ``generate`` builds (``model.generate`` keeps the user's
+    when both have the same type): kind -> (criterion, left padding of its batch row)."""
+    from transformers.generation import stopping_criteria as hf
+
+    kinds = {"length": "MaxLengthCriteria", "eos": "EosTokenCriteria", "stop_strings": "StopStringCriteria",
+             "time": "MaxTimeCriteria"}
+    found: dict[str, tuple[Any, int]] = {}
+    for item in criteria:
+        inner, padding = item, 0
+        if isinstance(item, PaddedRowCriterion):
+            inner, padding = item.criterion, int(item.left_padding.numel())
+        for kind, name in kinds.items():
+            if type(inner) is getattr(hf, name, None) and kind not in found:
+                found[kind] = (inner, padding)
+    return found
 
 
 def _resolve_stopping_criteria(criteria: Any) -> tuple[Any, ...]:
@@ -462,9 +510,8 @@ def _configured(model: torch.nn.Module, generation_config: Any) -> Any:
 def _configured_length(model: torch.nn.Module, prompt: torch.Tensor) -> int:
     """New tokens when the call sets no length: the generation config's, as ``model.generate`` reads them.
 
-    ``max_new_tokens`` first, then a ``max_length`` other than Hugging Face's
-    default of 20 (a length nobody chose would cut answers short), else
-    :data:`DEFAULT_MAX_NEW_TOKENS`.
+    ``max_new_tokens`` first, then a ``max_length`` someone chose (see
+    :func:`configured_max_length`), else :data:`DEFAULT_MAX_NEW_TOKENS`.
     """
     config = getattr(model, "generation_config", None)
     configured = getattr(config, "max_new_tokens", None) if config is not None else None
@@ -478,13 +525,26 @@ def _configured_length(model: torch.nn.Module, prompt: torch.Tensor) -> int:
 
 def configured_max_length(generation_config: Any) -> int | None:
     """A generation config's ``max_length`` when it decides the length: no ``max_new_tokens`` is set
-    and it is not Hugging Face's default of 20 (a length nobody chose would cut answers short)."""
+    and someone chose it. Since transformers 5 an unset ``max_length`` is ``None`` (any number, 20
+    included, was chosen); before, unset read as 20, so 20 is taken as unset there (a length
+    nobody chose would cut answers short)."""
     if generation_config is None or getattr(generation_config, "max_new_tokens", None) is not None:
         return None
     max_length = getattr(generation_config, "max_length", None)
-    if max_length is None or max_length == _hf_generation_defaults().get("max_length", 20):
+    if max_length is None or (not _unset_length_is_none() and max_length == 20):
         return None
     return max_length
+
+
+@functools.lru_cache(maxsize=1)
+def _unset_length_is_none() -> bool:
+    """Whether this transformers leaves an unset ``GenerationConfig.max_length`` as ``None`` (5.x)."""
+    try:
+        from transformers import GenerationConfig
+
+        return GenerationConfig().max_length is None
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        return True
 
 
 def _new_tokens_from(max_length: Any, prompt: torch.Tensor | int, counted: str | None = None) -> int:

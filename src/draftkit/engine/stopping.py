@@ -7,6 +7,7 @@ string or the ``max_new_tokens`` limit is ever emitted, counted or fed back.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,11 +45,15 @@ class StopStringMatcher:
     def _tail(self, sequence: Sequence[int]) -> tuple[list[int], str]:
         """The last tokens of ``sequence``, enough that those before the last one decode to at least
         the longest stop string (or all of it), and the text of those before the last one."""
-        window = self._longest + 1
+        # Byte-level tokens can split a character (up to 4 UTF-8 bytes): a window that starts inside
+        # one decodes its stray bytes as up to 3 U+FFFD, and the character the last token completes
+        # may start 3 tokens before it. Both margins keep such a character whole in the window.
+        margin = 3
+        window = self._longest + 1 + margin
         while True:
             tail = list(sequence[-window:])
             before = self._decode(tail[:-1])
-            if len(before) >= self._longest or window >= len(sequence):
+            if len(before) >= self._longest + margin or window >= len(sequence):
                 return tail, before
             window *= 2
 
@@ -81,7 +86,10 @@ class StopStringMatcher:
             return False
         tail, before = self._tail(sequence)
         text = self._decode(tail)
-        start_last = len(before)
+        # Where the last token's text starts: where the two decodes part. Usually len(before), but
+        # when the earlier tokens end in an unfinished UTF-8 character (U+FFFD) that the last token
+        # completes, the completed character replaces it and belongs to the last token.
+        start_last = len(os.path.commonprefix([before, text]))
         for stop in self.stop_strings:
             begin = text.find(stop, max(0, start_last - len(stop) + 1))
             if begin != -1 and begin + len(stop) > start_last:
