@@ -7,6 +7,7 @@ folder with an ``entry_points.txt`` onto ``sys.path``, which is exactly what
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -131,3 +132,64 @@ def test_import_draftkit_loads_no_plugin():
         "assert draftkit.plugins.default_registry.cache_info().currsize == 0"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_autoload_switch_reads_false_as_on_and_errors_say_why_a_part_is_missing(site, monkeypatch):
+    install_plugin(site, "draftkit-repeat", "repeat", "dk_repeat_plugin4", GOOD_PLUGIN)
+    for value in ("false", "no", "off", "0", ""):
+        monkeypatch.setenv("DRAFTKIT_DISABLE_PLUGIN_AUTOLOAD", value)
+        assert "repeat" in build_registry().names("source"), value
+    monkeypatch.setenv("DRAFTKIT_DISABLE_PLUGIN_AUTOLOAD", "true")
+    with pytest.raises(draftkit.UnknownPartError, match="plugins are off .DRAFTKIT_DISABLE_PLUGIN_AUTOLOAD"):
+        build_registry().info("source", "repeat")
+    monkeypatch.setenv("DRAFTKIT_DISABLE_PLUGIN_AUTOLOAD", "")
+    monkeypatch.setenv("DRAFTKIT_BLOCK_PLUGINS", "repeat")
+    with pytest.raises(draftkit.UnknownPartError, match="Blocked by DRAFTKIT_BLOCK_PLUGINS: repeat"):
+        build_registry().info("source", "repeat")
+    with pytest.raises(draftkit.UnknownPartError, match="kinds are 'source', 'tree builder', 'verifier'"):
+        build_registry().names("sources")
+
+
+def test_two_packages_with_one_entry_point_name_both_load(site):
+    """One of them was once dropped without a word (pluggy names plugins by entry point)."""
+    install_plugin(site, "dk-alpha", "ngram", "dk_alpha_plugin", GOOD_PLUGIN.replace('"repeat"', '"alpha"'))
+    install_plugin(site, "dk-beta", "ngram", "dk_beta_plugin", GOOD_PLUGIN.replace('"repeat"', '"beta"'))
+    with pytest.warns(UserWarning, match="both use the entry-point name 'ngram'"):
+        registry = build_registry()
+    assert {"alpha", "beta"} <= set(registry.names("source")) and not registry.failures
+
+
+@pytest.mark.parametrize(("body", "match"), [
+    ("@draftkit.hookimpl\ndef draftkit_register_source(register):\n    register('x', dict)\n",
+     "unknown hook 'draftkit_register_source' .did you mean 'draftkit_register_sources'"),
+    ("def draftkit_register_sources(register):\n    register('x', dict)\n", "lacks the @draftkit.hookimpl"),
+])
+def test_a_misspelt_or_unmarked_hook_is_a_named_failure(site, body, match):
+    """pluggy ignores both, so such a plugin registered nothing and nothing said so."""
+    install_plugin(site, "draftkit-typo", "typo", "dk_typo_plugin" + str(len(body)), "import draftkit\n" + body)
+    with pytest.warns(UserWarning, match="'typo'"):
+        registry = build_registry()
+    assert [f.plugin for f in registry.failures] == ["typo"]
+    assert re.search(match, registry.failures[0].error)
+
+
+def test_a_factory_that_rejects_an_option_or_returns_nothing_is_named(site):
+    code = GOOD_PLUGIN + '''
+
+def strict(length=3):
+    if length < 1:
+        raise ValueError("length must be >= 1")
+    return Repeat(length)
+
+
+@draftkit.hookimpl
+def draftkit_register_tree_builders(register):
+    register("nothing", lambda **options: None)
+'''
+    code = code.replace('register("repeat", Repeat)', 'register("repeat", strict)')
+    install_plugin(site, "draftkit-strict", "strict", "dk_strict_plugin", code)
+    registry = build_registry()
+    with pytest.raises(draftkit.PluginError, match="source 'repeat' .from plugin 'strict'.*ValueError: length must"):
+        registry.create("source", "repeat", length=0)
+    with pytest.raises(draftkit.PluginError, match="tree builder 'nothing' .from plugin 'strict'. returned None"):
+        registry.create("tree builder", "nothing")

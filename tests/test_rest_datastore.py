@@ -145,6 +145,25 @@ def test_build_refuses_bad_input(tmp_path: Path):
     assert Datastore.open(tmp_path / "c").chunks[0].tokens.tolist() == [2, 256]
 
 
+def test_a_failed_rebuild_keeps_the_store_it_would_replace(tmp_path: Path):
+    """The old store was once deleted before the new corpus was read: any failure lost it."""
+    build_datastore(tmp_path / "s", [[1, 2, 3], [4, 5]], 256, chunk_tokens=4)
+    before = sorted(p.name for p in (tmp_path / "s").iterdir())
+
+    def interrupted():
+        yield [7, 8, 9]
+        raise KeyboardInterrupt
+
+    for documents, error in (([[1, 2], [3, 999]], InvalidInputError), (interrupted(), KeyboardInterrupt)):
+        with pytest.raises(error):
+            build_datastore(tmp_path / "s", documents, 256, chunk_tokens=2, overwrite=True)
+        assert sorted(p.name for p in (tmp_path / "s").iterdir()) == before
+        assert verify_datastore(tmp_path / "s").num_tokens == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # no staging folder left behind
+    build_datastore(tmp_path / "s", [[6]], 256, overwrite=True)  # a rebuild with fewer chunks
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == sorted([HEADER_NAME, "chunk-00000.sa", "chunk-00000.tokens"])
+
+
 # -- each corruption refused with its own message ----------------------------------------------------
 
 

@@ -11,12 +11,14 @@ use and caches it explicitly (``default_registry.cache_clear()`` rebuilds it).
 
 Environment variables:
 
-* ``DRAFTKIT_DISABLE_PLUGIN_AUTOLOAD=1``: do not load entry-point plugins.
+* ``DRAFTKIT_DISABLE_PLUGIN_AUTOLOAD=1`` (or ``true``, ``yes``, ``on``): do not
+  load entry-point plugins (``0``, ``false``, ``no``, ``off`` or empty: load them).
 * ``DRAFTKIT_BLOCK_PLUGINS=a,b``: skip the entry points named ``a`` and ``b``.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib.metadata
 import os
@@ -28,7 +30,7 @@ from typing import Any
 import pluggy
 
 from . import builtin, hookspecs
-from .errors import PluginError, UnknownPartError
+from .errors import DraftkitError, PluginError, UnknownPartError
 from .hookspecs import PROJECT_NAME
 
 __all__ = [
@@ -91,29 +93,46 @@ class Registry:
             )
         table[info.name] = info
 
+    #: Why entry-point plugins were not all loaded (autoload off, blocked names), for messages.
+    not_loaded: str = ""
+
+    def _table(self, kind: str) -> dict[str, PartInfo]:
+        if kind not in self.parts:
+            raise UnknownPartError(f"unknown part kind {kind!r}; the kinds are {', '.join(map(repr, _KINDS))}")
+        return self.parts[kind]
+
     def names(self, kind: str) -> list[str]:
-        return sorted(self.parts[kind])
+        """Registered names of ``kind``: ``"source"``, ``"tree builder"`` or ``"verifier"``."""
+        return sorted(self._table(kind))
 
     def info(self, kind: str, name: str) -> PartInfo:
-        table = self.parts[kind]
+        table = self._table(kind)
         if name not in table:
             known = ", ".join(sorted(table)) or "(none)"
             hint = ""
             failed = [f.plugin for f in self.failures]
             if failed:
                 hint = f" Plugins that failed to load: {', '.join(failed)} (see `draftkit plugins`)."
+            if self.not_loaded:
+                hint += f" {self.not_loaded}."
             raise UnknownPartError(f"unknown {kind} {name!r}; known {kind}s: {known}.{hint}")
         return table[name]
 
     def create(self, kind: str, name: str, **options: Any) -> Any:
+        """Build a part; a plugin's own failure is reported as a :class:`PluginError` naming it."""
         info = self.info(kind, name)
         try:
-            return info.factory(**options)
-        except TypeError as exc:
+            part = info.factory(**options)
+        except DraftkitError:
+            raise  # already says what is wrong (a draftkit-checked option value)
+        except Exception as exc:
             raise PluginError(
                 f"could not create {kind} {name!r} (from plugin {info.plugin!r}) with options "
-                f"{sorted(options)}: {exc}"
+                f"{sorted(options)}: {type(exc).__name__}: {exc}"
             ) from exc
+        if part is None:
+            raise PluginError(f"the factory of {kind} {name!r} (from plugin {info.plugin!r}) returned None")
+        return part
 
     def source(self, name: str, **options: Any) -> Any:
         return self.create("source", name, **options)
@@ -143,27 +162,68 @@ def make_plugin_manager(
     pm.register(builtin, name=BUILTIN_PLUGIN)
     failures: list[PluginFailure] = []
     distributions: dict[str, str] = {BUILTIN_PLUGIN: "draftkit"}
+    not_loaded: list[str] = []
     if load_entry_points is None:
-        load_entry_points = os.environ.get("DRAFTKIT_DISABLE_PLUGIN_AUTOLOAD", "") in ("", "0")
+        load_entry_points = not _autoload_disabled()
+        if not load_entry_points:
+            not_loaded.append("Entry-point plugins are off (DRAFTKIT_DISABLE_PLUGIN_AUTOLOAD is set)")
     if load_entry_points:
         blocked = {
             s.strip() for s in os.environ.get("DRAFTKIT_BLOCK_PLUGINS", "").split(",") if s.strip()
         }
+        skipped = set()
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in blocked or pm.get_plugin(ep.name) is not None:
+            if ep.name in blocked:
+                skipped.add(ep.name)
                 continue
             dist = ep.dist.name if ep.dist is not None else "?"
+            name = ep.name
+            if pm.get_plugin(name) is not None:  # another package uses the same entry-point name
+                name = f"{ep.name}[{dist}]"
+                if pm.get_plugin(name) is not None:
+                    continue  # the same package seen twice on the path
             try:
                 plugin = ep.load()
-                pm.register(plugin, name=ep.name)
+                if pm.is_registered(plugin):
+                    continue  # one module listed by two entry points
+                _check_hook_names(plugin)
+                pm.register(plugin, name=name)
             except Exception as exc:  # a broken plugin must not take the others down
-                failures.append(PluginFailure(ep.name, dist, "import", f"{type(exc).__name__}: {exc}"))
+                failures.append(PluginFailure(name, dist, "import", f"{type(exc).__name__}: {exc}"))
                 continue
-            distributions[ep.name] = dist
+            if name != ep.name:
+                warnings.warn(
+                    f"draftkit: plugins from packages {distributions[ep.name]} and {dist} both use the entry-point "
+                    f"name {ep.name!r}; the second is loaded as {name!r}", stacklevel=2)
+            distributions[name] = dist
+        if skipped:
+            not_loaded.append(f"Blocked by DRAFTKIT_BLOCK_PLUGINS: {', '.join(sorted(skipped))}")
     for name, plugin in extra_plugins:
+        _check_hook_names(plugin)
         pm.register(plugin, name=name)
         distributions[name] = "(registered in-process)"
-    return LoadedPlugins(pm, failures, distributions)
+    return LoadedPlugins(pm, failures, distributions, "; ".join(not_loaded))
+
+
+def _autoload_disabled() -> bool:
+    value = os.environ.get("DRAFTKIT_DISABLE_PLUGIN_AUTOLOAD", "").strip().lower()
+    return value not in ("", "0", "false", "no", "off")
+
+
+def _check_hook_names(plugin: object) -> None:
+    """Refuse a plugin with a misspelt hook (pluggy would ignore it, and the plugin would register
+    nothing without a word) or a hook function not marked with ``@draftkit.hookimpl``."""
+    known = [name for name in dir(hookspecs) if name.startswith(f"{PROJECT_NAME}_")]
+    for attr in dir(plugin):
+        if not attr.startswith(f"{PROJECT_NAME}_") or not callable(getattr(plugin, attr, None)):
+            continue
+        marked = hasattr(getattr(plugin, attr), f"{PROJECT_NAME}_impl")
+        if attr not in known and marked:
+            close = difflib.get_close_matches(attr, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (draftkit's hooks: {', '.join(known)})"
+            raise PluginError(f"it defines an unknown hook {attr!r}{hint}")
+        if attr in known and not marked:
+            raise PluginError(f"its hook {attr!r} lacks the @draftkit.hookimpl decorator")
 
 
 @dataclass(frozen=True)
@@ -173,6 +233,7 @@ class LoadedPlugins:
     manager: pluggy.PluginManager
     failures: list[PluginFailure]
     distributions: dict[str, str]  #: plugin name -> package that provides it
+    not_loaded: str = ""  #: why some entry-point plugins were not loaded (autoload off, blocked)
 
 
 def build_registry(
@@ -181,7 +242,7 @@ def build_registry(
     """Create a :class:`Registry` by asking every plugin to register its parts."""
     loaded = make_plugin_manager(load_entry_points=load_entry_points, extra_plugins=extra_plugins)
     pm = loaded.manager
-    registry = Registry(failures=list(loaded.failures))
+    registry = Registry(failures=list(loaded.failures), not_loaded=loaded.not_loaded)
     for kind, hook_name in _HOOKS.items():
         hook = getattr(pm.hook, hook_name)
         for impl in reversed(hook.get_hookimpls()):  # registration order: built-ins first

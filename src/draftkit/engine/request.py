@@ -8,7 +8,6 @@ generation config, HF sampling semantics) and on every input error.
 from __future__ import annotations
 
 import functools
-
 import secrets
 import time
 from collections.abc import Sequence

@@ -37,6 +37,8 @@ class StopStringMatcher:
             )
         self.tokenizer = tokenizer
         self.stop_strings = [s for s in stop_strings if s]
+        #: An empty stop string is completed by any token: HF stops after the first new one.
+        self._empty = any(s == "" for s in stop_strings)
         self._longest = max((len(s) for s in self.stop_strings), default=0)
 
     def _decode(self, ids: Sequence[int]) -> str:
@@ -67,6 +69,8 @@ class StopStringMatcher:
         unfinished UTF-8 character at its end, shown as U+FFFD; stop strings
         containing U+FFFD are always checked token by token.)
         """
+        if self._empty and emitted:
+            return True
         if not self.stop_strings or not emitted:
             return False
         if any("\ufffd" in stop for stop in self.stop_strings):
@@ -82,6 +86,8 @@ class StopStringMatcher:
 
     def completes_at(self, sequence: Sequence[int]) -> bool:
         """Whether the last token of ``sequence`` completes one of the stop strings."""
+        if self._empty and sequence:
+            return True
         if not self.stop_strings or not sequence:
             return False
         tail, before = self._tail(sequence)

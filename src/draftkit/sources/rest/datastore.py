@@ -39,6 +39,8 @@ import hashlib
 import json
 import mmap
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -173,21 +175,38 @@ class _ChunkWriter:
         self.docs_in_chunk = 0
 
 
-def _prepare_out_dir(out: Path, overwrite: bool) -> None:
+def _check_out_dir(out: Path, overwrite: bool) -> None:
+    """Refuse an output folder that is a file, or not empty unless it holds a datastore to overwrite."""
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"{out} exists and is not a directory; choose another output path")
-    out.mkdir(parents=True, exist_ok=True)
-    existing = list(out.iterdir())
+    existing = list(out.iterdir()) if out.is_dir() else []
     if not existing:
         return
-    ours = [p for p in existing if p.name == HEADER_NAME or p.name.startswith("chunk-")]
+    ours = [p for p in existing if _is_store_file(p)]
     if not overwrite or len(ours) != len(existing):
         raise InvalidInputError(
             f"{out} is not empty; pass overwrite=True (--overwrite) to replace an existing datastore, "
             "or choose an empty folder"
         )
-    for p in ours:
+
+
+def _is_store_file(path: Path) -> bool:
+    return path.name == HEADER_NAME or path.name.startswith("chunk-")
+
+
+def _install(staging: Path, out: Path) -> None:
+    """Replace the store in ``out`` (if any) by the one built in ``staging``.
+
+    Only now is the old store removed: a build that fails (a bad document, an
+    interrupt) leaves it untouched. Its header goes first and the new header
+    comes last, so a crash in between leaves no openable, mixed store.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    old = [p for p in out.iterdir() if _is_store_file(p)]
+    for p in sorted(old, key=lambda p: p.name != HEADER_NAME):
         p.unlink()
+    for p in sorted(staging.iterdir(), key=lambda p: p.name == HEADER_NAME):
+        os.replace(p, out / p.name)
 
 
 def build_datastore(
@@ -223,8 +242,31 @@ def build_datastore(
             f"{MAX_SORT_BYTES // width} tokens per chunk"
         )
     out = Path(out_dir)
-    _prepare_out_dir(out, overwrite)
-    writer = _ChunkWriter(out, dtype, vocab_size, chunk_tokens, on_chunk)
+    _check_out_dir(out, overwrite)
+    # Built next to the output folder (same file system, so moving it in is a rename) and moved in
+    # only when complete: a failed build never costs the store it would have replaced.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".building", dir=out.parent))
+    try:
+        return _build_into(staging, out, documents, vocab_size, dtype, chunk_tokens, tokenizer_fingerprint,
+                           source_description, on_chunk, t0)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _build_into(
+    staging: Path,
+    out: Path,
+    documents: Iterable[Sequence[int] | np.ndarray],
+    vocab_size: int,
+    dtype: np.dtype,
+    chunk_tokens: int,
+    tokenizer_fingerprint: str | None,
+    source_description: str,
+    on_chunk: Callable[[int], None] | None,
+    t0: float,
+) -> BuildSummary:
+    writer = _ChunkWriter(staging, dtype, vocab_size, chunk_tokens, on_chunk)
     num_tokens = 0
     num_docs = 0
     max_id = -1
@@ -267,9 +309,8 @@ def build_datastore(
         "source": source_description,
     }
     header["header_sha256"] = _header_digest(header)
-    tmp = out / (HEADER_NAME + ".tmp")
-    tmp.write_text(json.dumps(header, indent=1, sort_keys=True) + "\n", encoding="ascii")
-    os.replace(tmp, out / HEADER_NAME)
+    (staging / HEADER_NAME).write_text(json.dumps(header, indent=1, sort_keys=True) + "\n", encoding="ascii")
+    _install(staging, out)
     size = sum(c[k]["bytes"] for c in writer.chunks for k in ("tokens", "suffix_array"))
     size += (out / HEADER_NAME).stat().st_size
     return BuildSummary(out, num_tokens, num_docs, len(writer.chunks), size, time.perf_counter() - t0, dtype.name)
