@@ -82,6 +82,21 @@ def test_default_source_by_name_equals_hf_generate(arch: str) -> None:
     assert out.stats.drafted > 0
 
 
+def test_a_sliding_window_shorter_than_the_layout_check_is_supported() -> None:
+    """Mistral with a window of 4: the layout check once used 7 tokens and refused the model
+    ("a customised variant?"); drafts attend without the window, the output stays HF's."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    model = MistralForCausalLM(MistralConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=LAYERS, num_attention_heads=4,
+        num_key_value_heads=2, sliding_window=4)).to(torch.float64).eval()
+    model.generation_config.eos_token_id = None
+    prompt = [5, 6, 7, 8, 9, 10, 11, 12, 5, 6, 7, 8]
+    out = draftkit.SpeculativeDecoder(model, source="layerskip", budget=6).generate([prompt], max_new_tokens=20)
+    assert out.sequences[0].tolist() == hf_greedy(model, prompt, 20, None)
+
+
 def test_options_by_name_with_a_skip_set_file(tmp_path) -> None:
     model = model4("qwen2")
     path = SkipSet(LAYERS, {1}, {1, 2}).for_model(model).save(tmp_path / "skip.json")

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ...engine.model_config import chunked_attention_size, sliding_window
 from ...errors import UnsupportedModelError
 from .forward import causal_mask, skip_forward
 from .layers import ARCHITECTURES, LLAMA_LAYOUT, ModelLayout, model_layout, supported_architectures
@@ -32,23 +33,30 @@ def reproduces_model(model: Any, layout: ModelLayout) -> bool:
     """Whether the explicit forward, nothing skipped, gives the model's logits.
 
     Seven tokens: a prefill of five through a fresh cache, then two more reading it,
-    against one ordinary forward of all seven.
+    against one ordinary forward of all seven. Fewer on a model whose attention is
+    restricted to a shorter window or chunk: the explicit forward attends without the
+    restriction (drafts only, which the target verifies), so the probe stays inside it.
     """
     from transformers import DynamicCache
 
+    config = getattr(model, "config", None)
+    span = min(w for w in (7, sliding_window(config), chunked_attention_size(config)) if w is not None)
+    if span < 3:  # too short a window for the two-part check; this forward cannot model it
+        return False
     param = next(model.parameters())
     vocab = int(layout.head.weight.shape[0]) if hasattr(layout.head, "weight") else 2
-    ids = (torch.arange(3, 10) % max(2, vocab)).to(param.device)[None]
-    positions = torch.arange(7, device=param.device)[None]
+    ids = (torch.arange(3, 3 + span) % max(2, vocab)).to(param.device)[None]
+    positions = torch.arange(span, device=param.device)[None]
+    split = span - 2
     empty = SkipSet.empty(layout.num_layers)
     try:
         with torch.inference_mode():
             expected = model(input_ids=ids).logits[0]
             cache = DynamicCache()
-            first = skip_forward(layout, empty, ids[:, :5], positions[:, :5], cache,
-                                 causal_mask(5, 0, param.dtype, param.device))
-            second = skip_forward(layout, empty, ids[:, 5:], positions[:, 5:], cache,
-                                  causal_mask(2, 5, param.dtype, param.device))
+            first = skip_forward(layout, empty, ids[:, :split], positions[:, :split], cache,
+                                 causal_mask(split, 0, param.dtype, param.device))
+            second = skip_forward(layout, empty, ids[:, split:], positions[:, split:], cache,
+                                  causal_mask(2, split, param.dtype, param.device))
     except Exception:  # a module that does not take the Llama call: not this layout
         return False
     got = torch.cat([first, second])
@@ -71,7 +79,11 @@ def find_layout(model: Any) -> ModelLayout:
             layout = None
     if layout is not None and reproduces_model(model, layout):
         return layout
+    config = getattr(model, "config", None)
+    windows = [w for w in (sliding_window(config), chunked_attention_size(config)) if w is not None]
     what = (
+        f"the model's attention window of {min(windows)} tokens is too short for layer skipping's check"
+        if windows and min(windows) < 3 else
         f"the {arch} layout layer skipping knows does not reproduce this model's logits (a customised "
         "variant?)" if known else
         f"layer skipping does not know the layer layout of model type {arch!r}, and the Llama layout "
