@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
@@ -112,3 +113,27 @@ def test_long_prompts_and_models_without_logits_to_keep_prefill_separately(monke
         assert len(calls) == out.stats.steps + 1
     finally:
         model.__class__ = NoLogitsToKeep.__mro__[1]
+
+
+@pytest.mark.parametrize("arch", ["mistral", "gemma2"])
+def test_a_fused_prompt_keeps_the_sliding_window(arch):
+    """A prompt of 20 tokens and a window of 4: the prompt's own rows are restricted too (Gemma 2
+    mixes full and sliding layers, one mask per layer type)."""
+    from transformers import AutoModelForCausalLM
+
+    from draftkit.testing.models import tiny_config
+
+    config = tiny_config(arch, 97)
+    config.sliding_window = 4
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).to(torch.float64).eval()
+    target = TargetModel(model)
+    assert target.can_fuse_prefill and target.sliding_window == 4
+    prompt = torch.arange(20) % 13 + 2
+    tree = TokenTree.from_parents([3, 4, 5, 6], [-1, 0, 0, 1])
+    rows = []
+    for defer in (False, True):
+        session = TargetSession(target)
+        session.prefill(prompt, defer=defer)
+        rows.append(session.forward_tree(int(prompt[-1]), tree))
+    torch.testing.assert_close(rows[1], rows[0], rtol=0, atol=1e-9)
