@@ -16,7 +16,8 @@ from typing import Any
 from .demo import resolve_model_path
 from .errors import DraftkitError, InvalidInputError
 
-__all__ = ["main", "build_parser", "load_model_and_tokenizer", "resolve_model_path"]
+__all__ = ["main", "build_parser", "check_causal_lm", "load_model", "load_model_and_tokenizer", "load_tokenizer",
+           "resolve_model_path", "resolve_tokenizer_path"]
 
 EPILOG = """\
 examples:
@@ -40,23 +41,119 @@ class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
             return text
         return super()._get_help_string(action)
 
-def load_model_and_tokenizer(name: str, dtype: str = "float32") -> tuple[Any, Any]:
-    """Load with the ordinary ``from_pretrained(path)`` calls."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+#: Names that mean the shipped demo models rather than a folder.
+DEMO_NAMES = ("demo", "demo-target", "demo-draft")
 
-    path = resolve_model_path(name)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
-    advice = "save the model's tokenizer there too (tokenizer.save_pretrained(folder))"
+#: Files ``AutoTokenizer.from_pretrained`` builds a tokenizer from.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",
+                   "merges.txt", "spiece.model", "sentencepiece.bpe.model", "special_tokens_map.json")
+
+#: What to do about a model folder without a tokenizer.
+MODEL_TOKENIZER_ADVICE = "save the model's tokenizer there too (tokenizer.save_pretrained(folder))"
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message: transformers' messages run to several lines."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0].rstrip(":") if lines else type(exc).__name__
+
+
+def resolve_tokenizer_path(name: str) -> Path:
+    """The folder of ``--tokenizer``: a local folder, or the demo model's for ``demo``.
+
+    ``from_pretrained`` takes a folder that does not exist for a hub repository
+    and retries the network for most of a minute before a misleading error; the
+    CLI never uses a hub, so a mistyped path is refused at once, as ``--model``.
+    """
+    if name in DEMO_NAMES:
+        return resolve_model_path(name)
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        what = "is a file, not a folder" if path.exists() else "does not exist"
+        raise InvalidInputError(
+            f"{name!r} {what}; pass a local tokenizer (or model) folder, or 'demo' (model hubs are not used by "
+            "draftkit's CLI)"
+        )
+    return path
+
+
+def _no_tokenizer(path: Path, advice: str, exc: BaseException | None = None) -> InvalidInputError:
+    """One line saying why ``path`` gives no tokenizer: no tokenizer files at all, or the first line of why."""
+    if not any((path / name).exists() for name in TOKENIZER_FILES):
+        why = "no tokenizer files"
+    elif exc is not None:
+        why = _first_line(exc)
+    else:
+        why = "its tokenizer files define no vocabulary"
+    return InvalidInputError(f"{path} has no usable tokenizer ({why}); {advice}")
+
+
+def load_tokenizer(name: str, advice: str = "pass a folder a tokenizer was saved to "
+                   "(tokenizer.save_pretrained(folder))") -> Any:
+    """``AutoTokenizer.from_pretrained`` of a local folder (see :func:`resolve_tokenizer_path`), or a one-line error."""
+    from transformers import AutoTokenizer
+
+    path = resolve_tokenizer_path(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (ValueError, OSError) as exc:
-        raise InvalidInputError(f"{path} has no usable tokenizer ({exc}); {advice}") from exc
+        raise _no_tokenizer(path, advice, exc) from exc
     if len(tokenizer) <= 1:  # transformers builds an empty tokenizer when the folder has no tokenizer files
-        raise InvalidInputError(
-            f"{path} has no usable tokenizer ({type(tokenizer).__name__} with {len(tokenizer)} token); {advice}"
-        )
-    return model, tokenizer
+        raise _no_tokenizer(path, advice)
+    return tokenizer
+
+
+def _is_encoder(config: Any) -> bool:
+    """A BERT-like encoder: its causal-LM head loads but runs without a KV cache unless ``is_decoder`` is set.
+
+    The model types with both a masked-LM and a causal-LM head in transformers are
+    the encoder families (BERT, RoBERTa, ELECTRA, ...) and a few encoder-decoders
+    such as BART, whose causal-LM class is their decoder and which pass.
+    """
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    return (getattr(config, "model_type", None) in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+            and not getattr(config, "is_decoder", False) and not getattr(config, "is_encoder_decoder", False)
+            and not getattr(config, "causal", False))
+
+
+def check_causal_lm(path: Path) -> None:
+    """Refuse, from its config alone, a folder ``AutoModelForCausalLM`` cannot load or draftkit cannot decode.
+
+    Without this check a T5 or BERT folder ends in a page of transformers
+    traceback (or an engine error about caches) after the weights are read.
+    """
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (ValueError, KeyError) as exc:
+        raise InvalidInputError(f"{path}: transformers cannot read its config.json ({_first_line(exc)})") from exc
+    kind = getattr(config, "model_type", None) or type(config).__name__
+    need = "pass the folder of one, such as a Llama, Qwen or GPT-2 model"
+    remote = "AutoModelForCausalLM" in (getattr(config, "auto_map", None) or {})
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING and not remote:
+        raise InvalidInputError(f"{path} holds a {kind} model that is not a decoder-only causal LM "
+                                f"(AutoModelForCausalLM cannot load it); {need}")
+    if _is_encoder(config):
+        raise InvalidInputError(f"{path} holds a {kind} encoder model (is_decoder: false), not a decoder-only "
+                                f"causal LM; {need}")
+
+
+def load_model(name: str, dtype: str = "float32") -> Any:
+    """``AutoModelForCausalLM.from_pretrained`` of ``--model`` in eval mode, after :func:`check_causal_lm`."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(name)
+    check_causal_lm(path)
+    return AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
+
+
+def load_model_and_tokenizer(name: str, dtype: str = "float32") -> tuple[Any, Any]:
+    """Load with the ordinary ``from_pretrained(path)`` calls; user errors become one-line messages."""
+    model = load_model(name, dtype)
+    return model, load_tokenizer(str(resolve_model_path(name)), MODEL_TOKENIZER_ADVICE)
 
 
 def _parse_options(pairs: Sequence[str]) -> dict[str, Any]:
@@ -126,6 +223,25 @@ def encode_prompt(tokenizer: Any, text: str, chat: bool = False) -> Any:
     return input_ids
 
 
+#: Limits of the sampling flags, checked before the model loads so that an error names the flag (the
+#: library's own errors name keyword arguments): (option, valid, requirement, hint).
+_SAMPLING_LIMITS: tuple[tuple[str, Any, str, str], ...] = (
+    ("temperature", lambda v: 0 <= v < float("inf"), "a finite number >= 0", "; --temperature 0 decodes greedily"),
+    ("top_p", lambda v: 0 <= v <= 1, "in [0, 1]", ""),
+    ("top_k", lambda v: v >= 0, ">= 0", " (0 keeps every token, as in Hugging Face generate)"),
+    ("min_p", lambda v: 0 <= v <= 1, "in [0, 1]", ""),
+    ("repetition_penalty", lambda v: v > 0, "> 0", ""),
+)
+
+
+def _check_sampling_flags(args: argparse.Namespace) -> None:
+    """Refuse an out-of-range sampling flag of ``generate`` or ``bench`` by its command-line name."""
+    for name, valid, requirement, hint in _SAMPLING_LIMITS:
+        value = getattr(args, name, None)
+        if value is not None and not valid(value):
+            raise InvalidInputError(f"--{name.replace('_', '-')} must be {requirement}, got {value:g}{hint}")
+
+
 def _sampling_options(args: argparse.Namespace, model: Any) -> dict[str, Any]:
     """Decoding options of ``generate``: greedy, sampling, or what the model's generation config says.
 
@@ -163,11 +279,45 @@ def _sampling_options(args: argparse.Namespace, model: Any) -> dict[str, Any]:
     return options
 
 
+class _ContinuationPrinter:
+    """Writes to stdout what the new tokens add to the prompt's text, as they come.
+
+    ``decode(new_ids)`` alone drops a SentencePiece (Metaspace) token's leading
+    space, since decode strips it from the first token, and would glue the first
+    word to the prompt. So the prompt and the new ids are decoded together and
+    what follows the prompt's own decode is printed. A trailing U+FFFD is a
+    character whose bytes are still coming: it waits for the next chunk.
+    """
+
+    def __init__(self, tokenizer: Any, prompt_ids: list[int]) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_ids = prompt_ids
+        self.prompt_text = self._decode(prompt_ids)
+        self.shown = ""
+
+    def _decode(self, ids: list[int]) -> str:
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True))
+
+    def continuation(self, new_ids: list[int]) -> str:
+        """The text ``new_ids`` add after the prompt (their own decode if the prompt's text changed)."""
+        text = self._decode(self.prompt_ids + new_ids)
+        return text[len(self.prompt_text):] if text.startswith(self.prompt_text) else self._decode(new_ids)
+
+    def show(self, new_ids: list[int], final: bool = False) -> None:
+        """Print the part of the continuation not printed yet (a held-back partial character too if ``final``)."""
+        text = self.continuation(new_ids)
+        if text.startswith(self.shown) and (final or not text.endswith("\ufffd")):
+            sys.stdout.write(text[len(self.shown):])
+            sys.stdout.flush()
+            self.shown = text
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
     from .engine import SpeculativeDecoder
 
+    _check_sampling_flags(args)
     torch.set_num_threads(args.threads) if args.threads else None
     model, tokenizer = load_model_and_tokenizer(args.model, args.dtype)
     prompt = args.prompt if args.prompt != "-" else sys.stdin.read()
@@ -183,21 +333,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     sampling = _sampling_options(args, model)
     new_ids: list[int] = []
-    shown = ""
     if args.stop:  # else the generation config's stop strings apply, as in model.generate
         sampling["stop_strings"] = args.stop
     stream = decoder.stream(input_ids, args.max_new_tokens, **sampling)
     sys.stdout.write(prompt)  # after the request was validated: an error prints nothing on stdout
+    printer = _ContinuationPrinter(tokenizer, input_ids[0].tolist())
     for chunk in stream:
         new_ids.extend(chunk)
-        text = tokenizer.decode(new_ids, skip_special_tokens=True)
-        if text.startswith(shown) and not text.endswith("\ufffd"):
-            sys.stdout.write(text[len(shown):])
-            sys.stdout.flush()
-            shown = text
-    text = tokenizer.decode(new_ids, skip_special_tokens=True)
-    if text.startswith(shown):
-        sys.stdout.write(text[len(shown):])
+        printer.show(new_ids)
+    printer.show(new_ids, final=True)
     sys.stdout.write("\n")
     s = stream.output.stats
     print(
@@ -212,9 +356,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    import warnings
+
     from .plugins import build_registry
 
-    registry = build_registry()
+    with warnings.catch_warnings():  # the failures are listed below, once
+        warnings.filterwarnings("ignore", message="draftkit plugin ")
+        registry = build_registry()
     rows = [(p.kind, p.name, p.plugin, p.distribution) for p in registry.all_parts()]
     if args.json:
         print(json.dumps({
@@ -242,6 +390,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench.setup import build_methods
     from .plugins import build_registry
 
+    _check_sampling_flags(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     model, tokenizer = load_model_and_tokenizer(args.model, args.dtype)
@@ -337,11 +486,27 @@ def _lazy(module: str, name: str) -> Any:
     return run
 
 
+def _check_datastore_inputs(args: argparse.Namespace) -> None:
+    """``datastore build`` without ``--tokenizer``: say which flag is missing (the library names keywords)."""
+    from .sources.rest.corpus import corpus_kind
+
+    if args.tokenizer is not None:
+        return
+    text = [f for f in args.corpus if corpus_kind(f) != "npy"]
+    if text:
+        raise InvalidInputError(f"{text[0]} is text; pass --tokenizer FOLDER (the target model's tokenizer) "
+                                "to tokenise it")
+    if args.vocab_size is None:
+        raise InvalidInputError("with only .npy inputs and no --tokenizer, pass --vocab-size N (the target "
+                                "tokenizer's len(tokenizer)), or --tokenizer FOLDER")
+
+
 def _datastore_command(action: str) -> Any:
     def run(args: argparse.Namespace) -> int:
         from .sources.rest import commands
 
         if action == "build":
+            _check_datastore_inputs(args)
             text = commands.datastore_build(
                 args.corpus, args.output, tokenizer=args.tokenizer, vocab_size=args.vocab_size,
                 jsonl_field=args.jsonl_field, chunk_tokens=args.chunk_tokens, overwrite=args.overwrite,
@@ -461,9 +626,9 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Tools for the ADED draft source's tri-gram matrix.")
     aded_sub = aded.add_subparsers(dest="aded_command", metavar="ACTION")
     aded_build = aded_sub.add_parser(
-        "build", help="build a tri-gram matrix from text/jsonl files with the target's tokenizer",
-        description="Tokenise a corpus with the target model's tokenizer and write a versioned tri-gram "
-        "matrix file (header with format version, vocabulary size, tokenizer fingerprint and checksum). "
+        "build", help="build a tri-gram matrix from text / jsonl / .npy token files with the target's tokenizer",
+        description="Tokenise a corpus with the target model's tokenizer (or read pre-tokenised .npy id arrays) "
+        "and write a versioned tri-gram matrix file (header with format version, vocabulary size, tokenizer fingerprint and checksum). "
         "Use it with SpeculativeDecoder(model, source=draftkit.sources.Aded.load(PATH)) or "
         "`draftkit generate --source aded --source-option matrix=PATH`.")
     aded_build.set_defaults(func=_lazy("draftkit.sources.aded.cli", "build_matrix_cli"),
@@ -523,12 +688,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
+    """Warnings on the command line as one line each, like errors (not Python's file:line and source)."""
+    return f"draftkit: warning: {str(message).removeprefix('draftkit: ').removeprefix('draftkit ')}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    formatwarning = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # e.g. `draftkit datastore info store | head`
@@ -538,6 +713,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from ..errors import InvalidInputError
 from .loops import ends_in_loop
 from .methods import GenSettings, Method, RunResult
 from .prompts import PromptCase
@@ -106,6 +107,23 @@ def _first_divergence(a: Sequence[int], b: Sequence[int]) -> int | None:
     return None if len(a) == len(b) else min(len(a), len(b))
 
 
+def _run(method: Method, ids: torch.Tensor, settings: GenSettings, case: PromptCase) -> RunResult:
+    """One run of ``method`` on ``case``; an input error (a prompt too long for the model) names the prompt.
+
+    Without the id, one bad question in a prompt file of hundreds stops the
+    benchmark with no way to tell which one to fix.
+    """
+    try:
+        return method.run(ids, settings)
+    except InvalidInputError as exc:
+        message = f"prompt {case.id} ({method.name}): {exc}"
+        try:
+            renamed = type(exc)(message)
+        except Exception:  # an error class with another constructor
+            renamed = InvalidInputError(message)
+        raise renamed from exc
+
+
 def run_benchmark(
     methods: Sequence[Method],
     prompts: Sequence[PromptCase],
@@ -120,7 +138,7 @@ def run_benchmark(
     if config.warmup and prompts:
         warm = GenSettings(max_new_tokens=min(8, config.settings.max_new_tokens))
         for m in methods:
-            m.run(encoded[0], warm)
+            _run(m, encoded[0], warm, prompts[0])
     runs: list[PromptRun] = []
     total = len(prompts) * len(methods) * config.repeats
     bar = tqdm(total=total, desc="bench", unit="run", disable=not progress, dynamic_ncols=True)
@@ -151,7 +169,7 @@ def run_benchmark(
                                   stacklevel=2)
             for r in range(config.repeats):
                 runner = m if r == 0 or snapshot is None else (snapshot if r == config.repeats - 1 else snapshot.fork())
-                res = runner.run(ids, settings)
+                res = _run(runner, ids, settings, case)
                 times.append(res.wall_time)
                 first = first or res
                 bar.update(1)

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ...errors import DraftkitError, InvalidInputError
+
 __all__ = ["add_search_arguments", "run_search", "read_prompts", "DEFAULT_PROMPTS", "main"]
 
 #: Calibration prompts used when ``--prompts`` is not given: short, varied requests
@@ -36,7 +38,7 @@ DEFAULT_PROMPTS = (
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``draftkit layerskip search``."""
     parser.add_argument("--model", required=True,
-                        help="model directory or name (AutoModelForCausalLM), or 'demo' for the shipped demo target")
+                        help="local model folder (AutoModelForCausalLM), or 'demo' for the shipped demo target")
     parser.add_argument(
         "--prompts",
         type=Path,
@@ -81,51 +83,67 @@ def read_prompts(path: Path | None, tokenizer: Any) -> list[list[int]]:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise SystemExit(f"{path}:{n}: not valid JSON ({exc})") from None
+                    raise InvalidInputError(f"{path}:{n}: not valid JSON ({exc})") from None
                 if "input_ids" in row:
                     ids.append([int(t) for t in row["input_ids"]])
                     continue
                 text = row.get("prompt", row.get("text"))
                 if not isinstance(text, str):
-                    raise SystemExit(f"{path}:{n}: expected a 'prompt', 'text' or 'input_ids' field")
+                    raise InvalidInputError(f"{path}:{n}: expected a 'prompt', 'text' or 'input_ids' field")
                 texts.append(text)
             else:
                 texts.append(line.replace("\\n", "\n"))
     if texts:
         if tokenizer is None:
-            raise SystemExit(
+            raise InvalidInputError(
                 "the model has no tokenizer to encode text prompts; give --prompts as JSONL with "
                 "'input_ids' per line"
             )
         ids.extend(tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts)
     ids = [p for p in ids if p]
     if not ids:
-        raise SystemExit("no calibration prompts; give a non-empty --prompts file")
+        raise InvalidInputError(f"no calibration prompts in {path}; give a non-empty --prompts file")
     return ids
 
 
-def run_search(args: argparse.Namespace) -> int:
-    """Run the search described by parsed ``args``; print the result; return an exit code."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _require_optimizer() -> None:
+    """Refuse at once, before a model is loaded, when the optional Bayesian optimiser is missing."""
+    try:
+        import bayes_opt  # noqa: F401
+    except ImportError:
+        raise DraftkitError(
+            "layerskip search needs the optional 'bayesian-optimization' package: "
+            "pip install 'draftkit[layerskip]' (or pip install bayesian-optimization)"
+        ) from None
 
+
+def run_search(args: argparse.Namespace) -> int:
+    """Run the search described by parsed ``args``; print the result; return an exit code.
+
+    Input errors raise :class:`~draftkit.errors.DraftkitError`, which the
+    ``draftkit`` command prints as one line.
+    """
+    import torch
+
+    from ...cli import check_causal_lm, load_model, load_tokenizer
+    from ...demo import resolve_model_path
     from .search import search_skip_set
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _require_optimizer()
     dtype = getattr(torch, str(args.dtype), None)
     if not isinstance(dtype, torch.dtype):
-        raise SystemExit(f"unknown --dtype {args.dtype!r}; use float32, bfloat16 or float16")
-    from ...demo import resolve_model_path
-
-    # "demo" is the shipped demo target; other names go to from_pretrained as given.
-    model_path = resolve_model_path(args.model) if args.model in ("demo", "demo-target", "demo-draft") else args.model
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).eval()
+        raise InvalidInputError(f"unknown --dtype {args.dtype!r}; use float32, bfloat16 or float16")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    # A local folder or 'demo', as `draftkit generate --model`: a mistyped path must not try a model hub.
+    model_path = str(resolve_model_path(args.model))
+    check_causal_lm(Path(model_path))  # before the prompts: a T5 folder's first problem is not its tokenizer
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
-    except (OSError, ValueError):
-        tokenizer = None
+        tokenizer = load_tokenizer(model_path)
+    except InvalidInputError:
+        tokenizer = None  # fine when --prompts gives input_ids
     prompts = read_prompts(args.prompts, tokenizer)
+    model = load_model(model_path, str(args.dtype))
     state = args.state if args.state is not None else args.output.with_suffix(".search.json")
     if args.fresh and state.exists():
         state.unlink()
@@ -164,11 +182,10 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="draftkit layerskip search", description="Find the sub-layers to skip for layer-skip drafting."
-    )
-    add_search_arguments(parser)
-    return run_search(parser.parse_args(argv))
+    """``python -m draftkit.sources.layerskip.command ...``: ``draftkit layerskip search ...``, same errors."""
+    from ...cli import main as cli_main
+
+    return cli_main(["layerskip", "search", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

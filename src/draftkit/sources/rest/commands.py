@@ -16,9 +16,10 @@ __all__ = ["datastore_build", "datastore_info", "datastore_verify"]
 
 
 def _load_tokenizer(path: str | os.PathLike[str]) -> object:
-    from transformers import AutoTokenizer
+    """The ``--tokenizer`` folder's tokenizer; a missing folder fails at once instead of trying a model hub."""
+    from ...cli import load_tokenizer
 
-    return AutoTokenizer.from_pretrained(str(path))
+    return load_tokenizer(str(path))
 
 
 def datastore_build(
@@ -53,6 +54,22 @@ def datastore_info(path: str | os.PathLike[str]) -> str:
     return Datastore.open(path).info()
 
 
+def _check_built_with(path: str | os.PathLike[str], tokenizer: str | os.PathLike[str]) -> None:
+    """Refuse a store built with another tokenizer than ``--tokenizer``, with advice for this command.
+
+    ``Datastore.open``'s own message advises opening the store without a
+    tokenizer, which is not what someone verifying it with one can do.
+    """
+    from ...fingerprint import require_fingerprint, tokenizer_fingerprint
+    from .datastore import read_header
+
+    header = read_header(path)
+    fix = (f"verify it without --tokenizer to check only its integrity, or rebuild it with this tokenizer "
+           f"(draftkit datastore build --tokenizer {tokenizer} ...)")
+    require_fingerprint(f"the datastore {path}", header.get("tokenizer_fingerprint"),
+                        tokenizer_fingerprint(_load_tokenizer(tokenizer)), fix)
+
+
 def datastore_verify(
     path: str | os.PathLike[str],
     *,
@@ -64,13 +81,14 @@ def datastore_verify(
     Raises :class:`~draftkit.errors.CorruptDataFileError` (or
     ``MismatchedDataFileError``) naming the first problem; returns "OK ..." text.
     """
-    tok = _load_tokenizer(tokenizer) if tokenizer is not None else None
+    if tokenizer is not None:
+        _check_built_with(path, tokenizer)
 
     def report(step: str) -> None:
         if progress:
             print(f"  {step}", file=sys.stderr)
 
-    store = verify_datastore(path, tokenizer=tok, progress=report)
+    store = verify_datastore(path, progress=report)
     return (
         f"OK: {store.path} is intact ({store.num_tokens:,} tokens, {len(store.chunks)} chunk(s), "
         f"checksums match, all ids < {store.vocab_size:,})"
