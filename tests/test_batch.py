@@ -205,6 +205,20 @@ def test_prefix_allowed_tokens_fn_gets_the_row_index_and_padded_row_as_in_hf():
             assert out.sequences.tolist() == expected.tolist()
 
 
+def test_a_length_criterion_counts_right_padding_as_in_hf():
+    """HF appends a right-padded row's answer after its padding, and its length criteria count it."""
+    model = cached_model("llama", eos=EOS)
+    ids = torch.tensor([[5, 6, 7, 8, PAD, PAD], [9, 10, 11, 12, 13, 14]])
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1] * 6])
+    criteria = StoppingCriteriaList([MaxLengthCriteria(10)])
+    expected = model.generate(ids, attention_mask=mask, do_sample=False, pad_token_id=PAD, eos_token_id=EOS,
+                              max_new_tokens=2, stopping_criteria=criteria)
+    out = draftkit.SpeculativeDecoder(model, source="pld").generate(
+        ids, attention_mask=mask, pad_token_id=PAD, eos_token_id=EOS, max_new_tokens=2, stopping_criteria=criteria)
+    assert out.sequences.shape == expected.shape == (2, 10)
+    assert [len(s.sequences[0]) for s in out.per_sequence] == [8, 10]  # 4 new tokens after 4 + 2 padding
+
+
 def test_no_pad_token_is_needed_when_no_row_can_end_early():
     model = cached_model("llama")  # no EOS, no pad
     out = draftkit.PlainDecoder(model).generate([[5, 6, 7], [8, 9, 10]], max_new_tokens=6, eos_token_id=None)

@@ -319,3 +319,20 @@ def test_a_skipped_source_is_asked_again_once_its_usual_budget_would_pay():
     assert all(asked[300:])  # ... and is asked every step once it pays
     policy._step = 1  # keep exploration out of the check
     assert 2 <= policy.choose(64) <= 4
+
+
+def test_steps_that_did_not_explore_are_charged_the_tree_they_verified():
+    """Stochastic drafts are never pruned, so a step can verify more nodes than the policy chose;
+    only exploration steps are credited with the usual budget's outcome instead."""
+    grid = np.array([0, 1, 2, 4, 8, 16, 32])
+    policy = CostAwareBudget(grid, np.array([1.0, 1.05, 1.1, 1.2, 1.5, 2.5, 4.5]), explore=0)
+    parents = [p for c in range(4) for p in [-1] + [8 * c + i for i in range(7)]]  # 4 chains of 8
+    tree = TokenTree.from_parents(np.arange(1, 33), parents)
+    for _ in range(30):
+        policy.begin()
+        policy.wants_draft()
+        policy.choose(tree.size)
+        policy.observe(tree, Verdict((0, 1), 5), tree.size, 0.1)  # 3 tokens for a 32-node verify
+    assert policy.choose(tree.size) < tree.size  # it would have verified fewer nodes...
+    policy.begin()
+    assert not policy.wants_draft()  # ... but 3 tokens per 4.6 units is below a plain step's 1 per 1.0

@@ -193,3 +193,12 @@ def draftkit_register_tree_builders(register):
         registry.create("source", "repeat", length=0)
     with pytest.raises(draftkit.PluginError, match="tree builder 'nothing' .from plugin 'strict'. returned None"):
         registry.create("tree builder", "nothing")
+
+
+def test_a_broken_package_does_not_take_down_another_with_its_entry_point_name(site):
+    install_plugin(site, "dk-broken", "ngram", "dk_broken_ngram", "raise ImportError('broken')\n")
+    install_plugin(site, "dk-alpha", "ngram", "dk_alpha_ngram", GOOD_PLUGIN.replace('"repeat"', '"alpha"'))
+    with pytest.warns(UserWarning):
+        registry = build_registry()
+    assert "alpha" in registry.names("source")
+    assert [f.distribution for f in registry.failures] == ["dk-broken"]

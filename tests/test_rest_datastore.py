@@ -159,7 +159,8 @@ def test_a_failed_rebuild_keeps_the_store_it_would_replace(tmp_path: Path):
             build_datastore(tmp_path / "s", documents, 256, chunk_tokens=2, overwrite=True)
         assert sorted(p.name for p in (tmp_path / "s").iterdir()) == before
         assert verify_datastore(tmp_path / "s").num_tokens == 5
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # no staging folder left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # nothing built beside the store
+    (tmp_path / "s" / ".building-killed").mkdir()  # what a killed build leaves: ignored, then removed
     build_datastore(tmp_path / "s", [[6]], 256, overwrite=True)  # a rebuild with fewer chunks
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == sorted([HEADER_NAME, "chunk-00000.sa", "chunk-00000.tokens"])
 

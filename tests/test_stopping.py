@@ -130,9 +130,10 @@ def test_an_empty_stop_string_stops_after_the_first_token_as_in_hf():
     tok = tokenizer()
     model = cached_model("llama", seed=1)
     ids = tok("abc de", return_tensors="pt").input_ids
-    hf = model.generate(ids, max_new_tokens=6, do_sample=False, stop_strings=["", "zz"], tokenizer=tok,
-                        attention_mask=torch.ones_like(ids), pad_token_id=0)
-    out = draftkit.SpeculativeDecoder(model, source="pld", budget=8).generate(
-        ids, max_new_tokens=6, stop_strings=["", "zz"], tokenizer=tok)
-    assert out.sequences.tolist() == hf.tolist() and hf.shape[1] == ids.shape[1] + 1
-    assert out.stats.finish_reason == "stop_string"
+    for stops in (["", "zz"], ""):  # a bare string is one stop string, as in HF
+        hf = model.generate(ids, max_new_tokens=6, do_sample=False, stop_strings=stops, tokenizer=tok,
+                            attention_mask=torch.ones_like(ids), pad_token_id=0)
+        out = draftkit.SpeculativeDecoder(model, source="pld", budget=8).generate(
+            ids, max_new_tokens=6, stop_strings=stops, tokenizer=tok)
+        assert out.sequences.tolist() == hf.tolist() and hf.shape[1] == ids.shape[1] + 1
+        assert out.stats.finish_reason == "stop_string"

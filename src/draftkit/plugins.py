@@ -13,7 +13,8 @@ Environment variables:
 
 * ``DRAFTKIT_DISABLE_PLUGIN_AUTOLOAD=1`` (or ``true``, ``yes``, ``on``): do not
   load entry-point plugins (``0``, ``false``, ``no``, ``off`` or empty: load them).
-* ``DRAFTKIT_BLOCK_PLUGINS=a,b``: skip the entry points named ``a`` and ``b``.
+* ``DRAFTKIT_BLOCK_PLUGINS=a,b``: skip the entry points named ``a`` and ``b``
+  (``a[package]``: only package's, when two packages use the name ``a``).
 """
 
 from __future__ import annotations
@@ -172,16 +173,20 @@ def make_plugin_manager(
             s.strip() for s in os.environ.get("DRAFTKIT_BLOCK_PLUGINS", "").split(",") if s.strip()
         }
         skipped = set()
+        taken: dict[str, str] = {}  # plugin names loaded or failed -> their package
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in blocked:
-                skipped.add(ep.name)
-                continue
             dist = ep.dist.name if ep.dist is not None else "?"
+            if ep.name in blocked or f"{ep.name}[{dist}]" in blocked:
+                skipped.add(ep.name if ep.name in blocked else f"{ep.name}[{dist}]")
+                continue
             name = ep.name
-            if pm.get_plugin(name) is not None:  # another package uses the same entry-point name
-                name = f"{ep.name}[{dist}]"
-                if pm.get_plugin(name) is not None:
+            if name in taken:  # another package uses the same entry-point name
+                if taken[name] == dist:
                     continue  # the same package seen twice on the path
+                name = f"{ep.name}[{dist}]"
+                if name in taken:
+                    continue
+            taken[name] = dist
             try:
                 plugin = ep.load()
                 if pm.is_registered(plugin):
@@ -193,7 +198,7 @@ def make_plugin_manager(
                 continue
             if name != ep.name:
                 warnings.warn(
-                    f"draftkit: plugins from packages {distributions[ep.name]} and {dist} both use the entry-point "
+                    f"draftkit: plugins from packages {taken[ep.name]} and {dist} both use the entry-point "
                     f"name {ep.name!r}; the second is loaded as {name!r}", stacklevel=2)
             distributions[name] = dist
         if skipped:

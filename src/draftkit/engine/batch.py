@@ -102,10 +102,11 @@ def batch_layout(input_ids: Any, options: dict[str, Any], model: Any) -> BatchLa
             "generation config gives one (or an EOS id to use instead); pass pad_token_id=..."
         )
     row_options = []
-    for i, (first, _) in enumerate(spans):
+    for i, (first, last) in enumerate(spans):
         row: dict[str, Any] = {} if seed is None else {"seed": int(seed) + i}
-        if criteria:  # HF's criteria see the padded row: its left padding comes first
-            row["stopping_criteria"] = [PaddedRowCriterion(c, ids[i, :first]) for c in criteria]
+        if criteria:  # HF's criteria see the padded row (left padding first, right padding before the answer)
+            row["stopping_criteria"] = [
+                PaddedRowCriterion(c, ids[i, :first], ids[i, last + 1 :], last + 1 - first) for c in criteria]
         if allowed is not None:  # and HF's prefix function gets the row's index and padded row
             row["prefix_allowed_tokens_fn"] = (
                 _PaddedRowPrefixFunction(allowed, i, ids[i, :first]) if callable(allowed) else allowed

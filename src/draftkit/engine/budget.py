@@ -215,6 +215,7 @@ class CostAwareBudget:
     _step: int = field(default=0, init=False, repr=False)
     _choice: np.ndarray = field(init=False, repr=False)  # last choice per context
     _usual: int = field(default=0, init=False, repr=False)  # this step's choice had it not explored
+    _explored: bool = field(default=False, init=False, repr=False)  # whether this step explored
     _overhead: float | None = field(default=None, init=False, repr=False)  # per step that drafted
     _plain_overhead: float | None = field(default=None, init=False, repr=False)  # per step the source sat out
     _asked: bool = field(default=True, init=False, repr=False)  # whether this step asked the source
@@ -293,7 +294,8 @@ class CostAwareBudget:
     def choose(self, drafted: int) -> int:
         self._step += 1
         self._usual = self._usual_choice(drafted)
-        if drafted > 0 and self.explore and self._step % self.explore == 0:
+        self._explored = bool(drafted > 0 and self.explore and self._step % self.explore == 0)
+        if self._explored:
             if (self._step // self.explore) % 4 == 0:
                 return self.max_budget
             bigger = self.grid[self.grid >= max(1, 2 * self._choice[self._state])]
@@ -319,8 +321,12 @@ class CostAwareBudget:
         its cost to the context would make drafting there look unprofitable
         and keep a skipped context skipped (it is re-examined only on such
         steps). Ranks respect ancestry, so the usual budget's outcome is read
-        off the same verdict: the accepted nodes of rank below it.
+        off the same verdict: the accepted nodes of rank below it. Other steps,
+        and stochastic drafts (never pruned, and whose rejection sampling
+        depends on every sibling present), count as they were verified.
         """
+        if not self._explored or tree.probs is not None:
+            return len(verdict.accepted_nodes) + 1, tree.size
         size = min(tree.size, self._usual)
         if size == tree.size or not verdict.accepted_nodes:
             return len(verdict.accepted_nodes) + 1, size
@@ -344,6 +350,7 @@ class CostAwareBudget:
             self._ask_tokens[s] += w * (tokens - self._ask_tokens[s])
             self._ask_seconds[s] += w * (seconds - self._ask_seconds[s])
         self._asked = True
+        self._explored = False
         verified = min(tree.size, self.max_budget)
         if not verified:
             return  # nothing verified: no news about acceptance, the context stays

@@ -397,9 +397,11 @@ def _resolve_stop_strings(model: Any, stop_strings: Any, tokenizer: Any) -> Stop
     if stop_strings is UNSET:  # like model.generate: the generation config's, when the call gives none
         stop_strings = getattr(getattr(model, "generation_config", None), "stop_strings", None)
         configured = f" (the model's generation_config sets stop_strings={stop_strings!r})"
-    if not stop_strings:
+    if stop_strings is None:
         return None
-    strings = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings)
+    strings = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings)  # "" too, as in HF
+    if not strings:
+        return None
     if tokenizer is None:
         raise InvalidInputError(
             f"stop_strings need a tokenizer to decode tokens{configured}: pass tokenizer=... to generate() "
@@ -417,12 +419,24 @@ def _configured_flag(model: Any, name: str, value: Any) -> bool:
 
 @dataclass(frozen=True)
 class PaddedRowCriterion:
-    """A user's stopping criterion shown a batch row as ``model.generate`` shows it (left padding first)."""
+    """A user's stopping criterion shown a batch row as ``model.generate`` shows it: left padding
+    first, right padding between the prompt (``prompt_length`` tokens) and the new tokens."""
 
     criterion: Any
     left_padding: torch.Tensor
+    right_padding: torch.Tensor | None = None
+    prompt_length: int = 0
+
+    @property
+    def padding(self) -> int:
+        """Padding tokens the row counts in HF (its length criteria see them)."""
+        right = 0 if self.right_padding is None else int(self.right_padding.numel())
+        return int(self.left_padding.numel()) + right
 
     def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> Any:
+        if self.right_padding is not None and self.right_padding.numel():
+            cut = self.prompt_length
+            input_ids = torch.cat([input_ids[:, :cut], self.right_padding[None].to(input_ids), input_ids[:, cut:]], -1)
         if self.left_padding.numel():
             input_ids = torch.cat([self.left_padding[None].to(input_ids), input_ids], dim=-1)
         return self.criterion(input_ids, scores, **kwargs)
@@ -439,7 +453,7 @@ def _replaced_builtin_criteria(criteria: tuple[Any, ...]) -> dict[str, tuple[Any
     for item in criteria:
         inner, padding = item, 0
         if isinstance(item, PaddedRowCriterion):
-            inner, padding = item.criterion, int(item.left_padding.numel())
+            inner, padding = item.criterion, item.padding
         for kind, name in kinds.items():
             if type(inner) is getattr(hf, name, None) and kind not in found:
                 found[kind] = (inner, padding)

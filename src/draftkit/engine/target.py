@@ -168,7 +168,7 @@ class TargetSession:
         self._layout = None
         self._deferred = None
         prefix = prompt[:-1]
-        if defer and 0 < prefix.numel() <= FUSED_PREFILL_MAX and self.owner.can_fuse_prefill:
+        if defer and prefix.numel() > 0 and prompt.numel() <= FUSED_PREFILL_MAX and self.owner.can_fuse_prefill:
             self._deferred = prefix.to(self.device)
             return
         if prefix.numel():

@@ -179,7 +179,7 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
     """Refuse an output folder that is a file, or not empty unless it holds a datastore to overwrite."""
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"{out} exists and is not a directory; choose another output path")
-    existing = list(out.iterdir()) if out.is_dir() else []
+    existing = [p for p in out.iterdir() if not _is_staging(p)] if out.is_dir() else []
     if not existing:
         return
     ours = [p for p in existing if _is_store_file(p)]
@@ -194,19 +194,29 @@ def _is_store_file(path: Path) -> bool:
     return path.name == HEADER_NAME or path.name.startswith("chunk-")
 
 
-def _install(staging: Path, out: Path) -> None:
-    """Replace the store in ``out`` (if any) by the one built in ``staging``.
+_STAGING_PREFIX = ".building-"
 
-    Only now is the old store removed: a build that fails (a bad document, an
-    interrupt) leaves it untouched. Its header goes first and the new header
-    comes last, so a crash in between leaves no openable, mixed store.
+
+def _is_staging(path: Path) -> bool:
+    """A build's staging folder (left behind only by a build that was killed)."""
+    return path.is_dir() and path.name.startswith(_STAGING_PREFIX)
+
+
+def _install(staging: Path, out: Path) -> None:
+    """Replace the store in ``out`` (if any) by the one built in ``staging``, a folder inside ``out``.
+
+    Only now is the old store touched: a build that fails (a bad document, an
+    interrupt) leaves it as it was. Every move is a rename within ``out``'s own
+    file system. The old header goes first and the new header comes last, so a
+    crash in between leaves no openable, mixed store.
     """
-    out.mkdir(parents=True, exist_ok=True)
-    old = [p for p in out.iterdir() if _is_store_file(p)]
-    for p in sorted(old, key=lambda p: p.name != HEADER_NAME):
-        p.unlink()
+    new = {p.name for p in staging.iterdir()}
+    (out / HEADER_NAME).unlink(missing_ok=True)
     for p in sorted(staging.iterdir(), key=lambda p: p.name == HEADER_NAME):
         os.replace(p, out / p.name)
+    for p in out.iterdir():
+        if _is_store_file(p) and p.name not in new:  # chunks of a bigger old store
+            p.unlink()
 
 
 def build_datastore(
@@ -243,10 +253,12 @@ def build_datastore(
         )
     out = Path(out_dir)
     _check_out_dir(out, overwrite)
-    # Built next to the output folder (same file system, so moving it in is a rename) and moved in
-    # only when complete: a failed build never costs the store it would have replaced.
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".building", dir=out.parent))
+    # Built in a folder inside the output folder (its file system, so moving in is a rename) and moved
+    # in only when complete: a failed build never costs the store it would have replaced.
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in [p for p in out.iterdir() if _is_staging(p)]:  # a killed build's leftovers
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=out))
     try:
         return _build_into(staging, out, documents, vocab_size, dtype, chunk_tokens, tokenizer_fingerprint,
                            source_description, on_chunk, t0)
