@@ -34,6 +34,16 @@ def test_empty_prompt(model):
         draftkit.PlainDecoder(model).generate([[]])
 
 
+@pytest.mark.parametrize("text", ["def f(x):", ["def f(x):"], [["a", "b"]]])
+def test_text_instead_of_token_ids_says_to_tokenize(model, text):
+    """It once surfaced as a torch TypeError about numpy.str_."""
+    for decoder in (draftkit.SpeculativeDecoder(model), draftkit.PlainDecoder(model)):
+        with pytest.raises(InvalidInputError, match="token ids, not text; tokenize it first"):
+            decoder.generate(text, max_new_tokens=2)
+        with pytest.raises(InvalidInputError, match="token ids, not text"):
+            decoder.stream(text, max_new_tokens=2)
+
+
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True])
 def test_max_new_tokens_below_one(model, bad):
     with pytest.raises(InvalidInputError, match="max_new_tokens"):

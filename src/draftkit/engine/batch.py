@@ -230,6 +230,8 @@ def _as_matrix(input_ids: Any) -> torch.Tensor | None:
             arr = np.asarray(input_ids)
         except ValueError:  # ragged nested lists (numpy >= 1.24)
             arr = np.empty(0, dtype=object)
+        if arr.dtype.kind in "USa":  # text: prepare_prompt says what to do
+            return None
         if arr.dtype == object:
             if all(isinstance(r, (list, tuple, np.ndarray, torch.Tensor)) for r in input_ids):
                 raise InvalidInputError(

@@ -86,6 +86,11 @@ def prepare_prompt(input_ids: torch.Tensor | Sequence[int] | np.ndarray) -> torc
         ids = input_ids
     else:
         arr = np.asarray(input_ids)
+        if arr.dtype.kind in "USa":  # text, where token ids belong: a common first mistake
+            raise InvalidInputError(
+                "input_ids must be token ids, not text; tokenize it first, e.g. "
+                "decoder.generate(**tokenizer(text, return_tensors='pt'))"
+            )
         if arr.dtype == object:
             raise InvalidInputError("input_ids must be a tensor or a (nested) list of token ids")
         ids = torch.as_tensor(arr)
