@@ -18,10 +18,12 @@ from pathlib import Path
 
 from ..errors import DraftkitError
 
-__all__ = ["DEMO_MODEL_KINDS", "demo_model_path", "resolve_model_path"]
+__all__ = ["DEMO_MODEL_KINDS", "DEMO_NAMES", "demo_model_path", "resolve_model_path"]
 
 #: The shipped models: the target and its draft-model baseline.
 DEMO_MODEL_KINDS = ("target", "draft")
+#: Names that mean the shipped demo models rather than a folder.
+DEMO_NAMES = ("demo", "demo-target", "demo-draft")
 
 
 def demo_model_path(kind: str = "target") -> Path:
@@ -46,7 +48,7 @@ def demo_model_path(kind: str = "target") -> Path:
 
 def resolve_model_path(name: str) -> Path:
     """``demo`` (or ``demo-draft``) means the shipped demo models; anything else is a folder."""
-    if name in ("demo", "demo-target", "demo-draft"):
+    if name in DEMO_NAMES:
         try:
             path = demo_model_path("draft" if name == "demo-draft" else "target")
         except FileNotFoundError as exc:

@@ -376,13 +376,10 @@ def _resolve_length(model: Any, prompt: torch.Tensor, max_new_tokens: Any, max_l
     """New tokens: ``max_new_tokens`` (the call's, else the generation config's: in ``model.generate``
     it wins over any ``max_length``), else ``max_length`` minus the prompt, else the config's length."""
     if max_new_tokens is None:
-        config = getattr(model, "generation_config", None)
-        configured = getattr(config, "max_new_tokens", None) if config is not None else None
-        if configured is not None:
-            max_new_tokens = configured
-        elif max_length is not None:
+        configured = getattr(getattr(model, "generation_config", None), "max_new_tokens", None)
+        if max_length is not None and configured is None:
             max_new_tokens = _new_tokens_from(max_length, prompt)
-        else:
+        else:  # the config's max_new_tokens first, as there
             max_new_tokens = _configured_length(model, prompt)
     if isinstance(max_new_tokens, np.integer):
         max_new_tokens = int(max_new_tokens)

@@ -1,7 +1,7 @@
 """Turning text corpora into token arrays with the target's tokenizer.
 
 Text files and jsonl files (one JSON object per line, text under a field) are
-read lazily and tokenised in batches with the tokenizer's batch encoder (Rust
+read lazily and tokenised in batches (``.npy`` files of token ids are read as they are) with the tokenizer's batch encoder (Rust
 for fast tokenizers); a progress bar follows the bytes read.
 """
 
@@ -104,6 +104,37 @@ def tokenize_documents(
         yield from flush()
 
 
+def _npy_token_arrays(path: Path, vocab_size: int) -> Iterator[np.ndarray]:
+    """The documents of a pre-tokenised ``.npy`` file, read as ``draftkit datastore build`` reads them.
+
+    Their ids are checked against the tokenizer here, so that an id out of range
+    names the file and the tokenizer rather than a keyword argument.
+    """
+    from ..rest.corpus import iter_corpus_documents
+
+    for ids in iter_corpus_documents([path], None, progress=False):
+        bad = ids[(ids < 0) | (ids >= vocab_size)]
+        if bad.size:
+            raise InvalidInputError(f"{path}: token id {int(bad[0])} is outside the tokenizer's vocabulary "
+                                    f"[0, {vocab_size}); give the tokenizer the ids were made with")
+        yield ids
+
+
+def _token_arrays(tokenizer: Any, paths: Sequence[Path], jsonl_field: str, batch_size: int,
+                  on_bytes: Any) -> Iterator[np.ndarray]:
+    """Token ids of every corpus file, in order: text and jsonl tokenised, ``.npy`` read as ids."""
+    from ..rest.corpus import corpus_kind
+
+    for path in paths:
+        if corpus_kind(path) == "npy":
+            yield from _npy_token_arrays(path, len(tokenizer))
+            if on_bytes is not None:
+                on_bytes(path.stat().st_size)
+        else:
+            docs = iter_documents([path], jsonl_field=jsonl_field, on_bytes=on_bytes)
+            yield from tokenize_documents(tokenizer, docs, batch_size=batch_size)
+
+
 def build_matrix_from_files(
     tokenizer: Any,
     paths: Sequence[str | os.PathLike[str]],
@@ -114,7 +145,8 @@ def build_matrix_from_files(
     batch_size: int = 256,
     progress: bool = True,
 ) -> TrigramMatrix:
-    """Tokenise text / jsonl files with ``tokenizer`` and count their tri-gram matrix.
+    """Tokenise text / jsonl files with ``tokenizer`` (``.npy`` files hold token ids already) and count
+    their tri-gram matrix.
 
     The matrix records ``len(tokenizer)`` as its vocabulary size and the
     tokenizer's fingerprint, so loading it with another tokenizer is refused.
@@ -122,15 +154,16 @@ def build_matrix_from_files(
     paths = [Path(p) for p in paths]
     if not paths:
         raise InvalidInputError("no corpus file given")
-    total = sum(p.stat().st_size for p in paths if p.is_file())
+    for path in paths:
+        if not path.is_file():
+            raise InvalidInputError(f"corpus file {path} does not exist")
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, unit="B", unit_scale=True, desc="tokenising")
+        bar = tqdm(total=sum(p.stat().st_size for p in paths), unit="B", unit_scale=True, desc="tokenising")
     try:
-        docs = iter_documents(paths, jsonl_field=jsonl_field, on_bytes=bar.update if bar is not None else None)
-        arrays = tokenize_documents(tokenizer, docs, batch_size=batch_size)
+        arrays = _token_arrays(tokenizer, paths, jsonl_field, batch_size, bar.update if bar is not None else None)
         eos = [tokenizer.eos_token_id] if getattr(tokenizer, "eos_token_id", None) is not None else []
         return build_matrix(
             arrays,

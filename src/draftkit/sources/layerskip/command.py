@@ -125,8 +125,8 @@ def run_search(args: argparse.Namespace) -> int:
     """
     import torch
 
-    from ...cli import check_causal_lm, load_model, load_tokenizer
     from ...demo import resolve_model_path
+    from ...loading import check_causal_lm, load_model, load_tokenizer
     from .search import search_skip_set
 
     _require_optimizer()

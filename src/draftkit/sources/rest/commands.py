@@ -17,7 +17,7 @@ __all__ = ["datastore_build", "datastore_info", "datastore_verify"]
 
 def _load_tokenizer(path: str | os.PathLike[str]) -> object:
     """The ``--tokenizer`` folder's tokenizer; a missing folder fails at once instead of trying a model hub."""
-    from ...cli import load_tokenizer
+    from ...loading import load_tokenizer
 
     return load_tokenizer(str(path))
 
