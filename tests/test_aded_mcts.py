@@ -152,3 +152,11 @@ def test_official_extraction_rule_on_a_known_table():
     # most visited (shallowest) first; the union is one chain of rollout_depth tokens.
     assert [s.tolist() for s in d.sequences] == [[2, 3], [2, 3, 4], [2, 3, 4, 5]]
     assert list(d.weights) == [ITERATIONS, ITERATIONS - 1, ITERATIONS - 2]  # visit counts
+
+
+def test_search_evidence_rises_with_the_best_paths_share_of_visits():
+    from draftkit.sources.aded.config import MctsConfig, search_evidence
+
+    mcts = MctsConfig(iterations=100)
+    classes = [search_evidence(v, mcts) for v in (5, 34, 35, 59, 60, 100)]
+    assert classes == [1, 1, 2, 2, 3, 3]

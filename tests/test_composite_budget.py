@@ -11,7 +11,7 @@ import draftkit
 from draftkit.engine.budget import CostAwareBudget, node_ranks, prune_tree
 from draftkit.errors import IncompatiblePartsError
 from draftkit.sources.composite import Composite, matched_prefix
-from draftkit.testing.sources import EmptySource, OracleSource, RandomSource
+from draftkit.testing.sources import EmptySource, OracleSource, RandomSource, ScriptedSource
 from draftkit.trees import TrieBuilder
 from draftkit.types import Draft, DraftKind, DraftRequest, SourceCapabilities, TokenTree, Verdict
 from helpers import cached_model, hf_greedy
@@ -336,3 +336,116 @@ def test_steps_that_did_not_explore_are_charged_the_tree_they_verified():
     assert policy.choose(tree.size) < tree.size  # it would have verified fewer nodes...
     policy.begin()
     assert not policy.wants_draft()  # ... but 3 tokens per 4.6 units is below a plain step's 1 per 1.0
+
+
+def test_cost_aware_budget_learns_per_evidence_class_of_the_draft():
+    """Drafts with evidence 3 are right 16 deep, drafts with evidence 1 never, in a mixed order the
+    previous step cannot predict. The policy must verify a big tree for the first and next to
+    nothing for the second; with the split switched off it cannot tell them apart."""
+    grid = np.array([0, 1, 2, 4, 8, 12, 16, 24, 32, 48, 64])
+    chain = TokenTree.from_parents(np.arange(64), np.arange(-1, 63))
+
+    def trained(by_evidence: bool) -> CostAwareBudget:
+        policy = CostAwareBudget(grid, 0.01 * (1 + grid / 16), explore=16, by_evidence=by_evidence)
+        rng = np.random.default_rng(0)
+        for _request in range(30):
+            policy.begin()
+            for _ in range(12):
+                strong = bool(rng.integers(2))
+                policy.note_draft(3 if strong else 1)
+                k = policy.choose(64)
+                right = 16 if strong else 0
+                policy.observe(prune_tree(chain, k), Verdict(tuple(range(min(right, k))), 0), 64, 0.0)
+        return policy
+
+    def choice(policy: CostAwareBudget, evidence: int) -> int:
+        policy.begin()
+        policy._step = 1  # keep exploration out of the check
+        policy.note_draft(evidence)
+        return policy.choose(64)
+
+    split = trained(True)
+    assert choice(split, 3) >= 16
+    assert choice(split, 1) <= 1
+    pooled = trained(False)
+    assert choice(pooled, 3) == choice(pooled, 1)
+
+
+def test_draft_evidence_must_be_a_non_negative_integer():
+    assert Draft.chain([1, 2], evidence=2).evidence == 2
+    assert Draft((np.array([1]),), evidence=7).evidence == 7  # counted as the strongest class
+    for bad in (-1, 1.5, True, "3"):
+        with pytest.raises(ValueError, match="evidence"):
+            Draft((np.array([1]),), evidence=bad)
+
+
+def test_prompt_lookup_gives_the_matched_ngram_length_as_evidence():
+    from draftkit.sources.pld.source import PromptLookup
+
+    def evidence(context: list[int]) -> int:
+        request = DraftRequest(context=np.array(context), prompt_length=len(context), max_depth=4,
+                               max_nodes=8, vocab_size=32)
+        return PromptLookup().propose(request).evidence
+
+    assert evidence([5, 6, 7, 8, 9, 5, 6, 7]) == 3
+    assert evidence([5, 6, 7, 8, 9, 1, 6, 7]) == 2
+    assert evidence([5, 6, 7, 8, 9, 1, 2, 7]) == 1
+
+
+def test_composite_rates_depend_on_the_members_evidence_and_the_draft_carries_the_strongest():
+    """A member right when it claims evidence 3 and wrong when it claims 1 (in a mixed order) gets a
+    high rate for the first and a low one for the second; the merged draft carries the evidence of
+    the member expected to match longest."""
+    rng = np.random.default_rng(1)
+    claim = {"evidence": 3}
+
+    def script(request: DraftRequest) -> Draft:
+        return Draft.chain([1, 2, 3, 4], evidence=claim["evidence"])
+
+    member = ScriptedSource(script)
+    composite = Composite([member, EmptySource()])
+    request = DraftRequest(context=np.array([0]), prompt_length=1, max_depth=8, max_nodes=8, vocab_size=16)
+    for _request in range(30):
+        composite.begin(np.array([0]))
+        for _ in range(8):
+            claim["evidence"] = 3 if rng.integers(2) else 1
+            composite.propose(request)
+            composite._update_statistics(np.array([1, 2, 3, 4]) if claim["evidence"] == 3 else np.array([9]))
+    strong = composite.acceptance(contexts=[1, 0], evidence=[3, 0])
+    weak = composite.acceptance(contexts=[1, 0], evidence=[1, 0])
+    assert strong[0, 2] > 0.9 and weak[0, 0] < 0.1
+    claim["evidence"] = 3
+    assert composite.propose(request).evidence == 3
+    weak_member = ScriptedSource(lambda request: Draft.chain([7], evidence=1))
+    mixed = Composite([member, weak_member])
+    assert mixed.propose(request).evidence == 3  # the longer expected match wins
+
+
+def test_the_decoder_hands_each_drafts_evidence_to_the_policy():
+    """Float64 model: the policy sees the evidence of every step's draft (0 when nothing was drafted)."""
+
+    class Recording:
+        max_budget = 4
+
+        def __init__(self):
+            self.seen = []
+
+        def note_draft(self, evidence):
+            self.seen.append(evidence)
+
+        def choose(self, drafted):
+            return 4
+
+        def observe(self, tree, verdict, drafted, overhead):
+            pass
+
+    model = cached_model("llama")
+    prompt = [3, 4, 5, 3, 4, 5, 3, 4]
+    source = ScriptedSource(lambda request: Draft.chain([5, 6], evidence=len(request.context) % 2 + 1)
+                            if len(request.context) % 3 else Draft.empty())
+    policy = Recording()
+    out = draftkit.SpeculativeDecoder(model, source=source, budget=policy).generate([prompt], max_new_tokens=12)
+    assert out.sequences[0].tolist() == hf_greedy(model, prompt, 12, None)
+    drafted = [len(r.context) % 2 + 1 if len(r.context) % 3 else 0 for r in source.requests]
+    assert len(policy.seen) == out.stats.steps  # steps that asked no source count as evidence 0
+    assert policy.seen[: len(drafted)] == drafted and not any(policy.seen[len(drafted) :])

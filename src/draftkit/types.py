@@ -118,8 +118,16 @@ class Draft:
     probs: tuple[torch.Tensor, ...] | None = None
     #: Optional, per sequence a float64 [len_i] weight of each token (see above).
     token_weights: tuple[np.ndarray, ...] | None = None
+    #: Optional: the source's own judgement of this draft as a small class, 0 (none
+    #: given) up to 3 (strongest), e.g. the length of the n-gram a lookup matched.
+    #: The cost-aware budget keeps acceptance statistics per class, so a draft on
+    #: weak evidence gets a small tree, or none, and a strong one a big tree.
+    #: Larger values count as 3. It never changes which tokens are emitted.
+    evidence: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.evidence, bool) or not isinstance(self.evidence, (int, np.integer)) or self.evidence < 0:
+            raise ValueError(f"Draft.evidence must be an integer >= 0, got {self.evidence!r}")
         if not self.weights and self.sequences:
             object.__setattr__(self, "weights", tuple(1.0 for _ in self.sequences))
         if len(self.weights) != len(self.sequences):
@@ -138,10 +146,10 @@ class Draft:
         return cls()
 
     @classmethod
-    def chain(cls, tokens: Sequence[int] | np.ndarray, weight: float = 1.0) -> Draft:
+    def chain(cls, tokens: Sequence[int] | np.ndarray, weight: float = 1.0, evidence: int = 0) -> Draft:
         """A single candidate sequence."""
         arr = np.asarray(tokens, dtype=np.int64).reshape(-1)
-        return cls((arr,), (weight,)) if arr.size else cls()
+        return cls((arr,), (weight,), evidence=evidence) if arr.size else cls()
 
     @property
     def is_empty(self) -> bool:

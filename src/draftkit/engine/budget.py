@@ -51,6 +51,12 @@ class BudgetPolicy(Protocol):
         Optional: without it every step drafts."""
         ...
 
+    def note_draft(self, evidence: int) -> None:
+        """The step's draft came with this evidence class (``Draft.evidence``, 0-3); called before :meth:`choose`.
+
+        Optional: policies that do not weigh the source's own judgement skip it."""
+        ...
+
     def choose(self, drafted: int) -> int:
         """Budget for this step (0 <= budget <= max_budget), given a draft tree of ``drafted`` nodes."""
         ...
@@ -105,6 +111,9 @@ class FixedBudget:
 
     def wants_draft(self) -> bool:
         return True
+
+    def note_draft(self, evidence: int) -> None:
+        return None
 
     def choose(self, drafted: int) -> int:
         return self.max_budget
@@ -195,10 +204,14 @@ class CostAwareBudget:
     Acceptance is also conditioned on the request's previous step (first step,
     nothing accepted, 1-2 accepted, 3+ accepted): drafting succeeds in runs
     (a quoted passage, a loop, boilerplate) and fails in runs (new text), so
-    the last step says much about the next one. The statistics of each context
-    are shared by all requests, and a context's rank starts from the pooled
-    estimate of all contexts (worth one observation) until it has its own.
-    ``by_previous_step=False`` keeps only the pooled estimate.
+    the last step says much about the next one. It is further split by the
+    draft's own evidence class (``Draft.evidence``, e.g. the n-gram length a
+    lookup matched), which the source knows only once it has drafted: that
+    splits the choice of budget, not the choice to ask the source. The
+    statistics of each context are shared by all requests, and a context's
+    rank starts from the pooled estimate of all contexts (worth one
+    observation) until it has its own. ``by_previous_step=False`` and
+    ``by_evidence=False`` drop either split.
     """
 
     grid: np.ndarray
@@ -206,12 +219,14 @@ class CostAwareBudget:
     decay: float = 0.95
     explore: int = 16
     by_previous_step: bool = True
+    by_evidence: bool = True
     max_budget: int = field(init=False)
     _on_path: np.ndarray = field(init=False, repr=False)  # per context: moving average of P(rank r accepted)
     _verified_count: np.ndarray = field(init=False, repr=False)  # per context: steps that verified rank r
     _pooled: np.ndarray = field(init=False, repr=False)  # all contexts together
     _pooled_count: np.ndarray = field(init=False, repr=False)
     _state: int = field(default=step_context.START, init=False, repr=False)
+    _evidence: int = field(default=0, init=False, repr=False)  # this step's draft's evidence class
     _step: int = field(default=0, init=False, repr=False)
     _choice: np.ndarray = field(init=False, repr=False)  # last choice per context
     _usual: int = field(default=0, init=False, repr=False)  # this step's choice had it not explored
@@ -231,10 +246,11 @@ class CostAwareBudget:
         # Prior (worth one observation): the r-th node is accepted with chance ~0.7 / (r + 1).
         self._pooled = np.minimum(1.0, 0.72 / (ranks + 1.0))
         self._pooled_count = np.zeros(self.max_budget)
-        self._on_path = np.tile(self._pooled, (step_context.N_CONTEXTS, 1))
-        self._verified_count = np.zeros((step_context.N_CONTEXTS, self.max_budget))
+        cells = step_context.N_CONTEXTS * step_context.EVIDENCE_LEVELS
+        self._on_path = np.tile(self._pooled, (cells, 1))
+        self._verified_count = np.zeros((cells, self.max_budget))
         # Until something is observed, verify the largest budget: one big step informs every smaller one.
-        self._choice = np.full(step_context.N_CONTEXTS, self.max_budget)
+        self._choice = np.full(cells, self.max_budget)
         self._ask_tokens = np.zeros(step_context.N_CONTEXTS)
         self._ask_seconds = np.zeros(step_context.N_CONTEXTS)
         self._ask_count = np.zeros(step_context.N_CONTEXTS)
@@ -251,11 +267,20 @@ class CostAwareBudget:
 
     def begin(self) -> None:
         self._state = step_context.START
+        self._evidence = 0
 
-    def on_path(self, state: int | None = None) -> np.ndarray:
-        """P(rank r is on the accepted path) in a context (default: the current one)."""
+    def note_draft(self, evidence: int) -> None:
+        self._evidence = step_context.evidence_class(evidence) if self.by_evidence else 0
+
+    def _cell(self, state: int | None = None, evidence: int | None = None) -> int:
         s = self._state if state is None else state
-        return np.where(self._verified_count[s] > 0, self._on_path[s], self._pooled)
+        e = self._evidence if evidence is None else evidence
+        return s * step_context.EVIDENCE_LEVELS + e
+
+    def on_path(self, state: int | None = None, evidence: int | None = None) -> np.ndarray:
+        """P(rank r is on the accepted path) in a context and evidence class (default: the current ones)."""
+        c = self._cell(state, evidence)
+        return np.where(self._verified_count[c] > 0, self._on_path[c], self._pooled)
 
     def expected_accepted(self, budgets: np.ndarray | None = None) -> np.ndarray:
         """Expected accepted draft tokens per step with each budget (default: the grid), given a draft that big."""
@@ -298,10 +323,10 @@ class CostAwareBudget:
         if self._explored:
             if (self._step // self.explore) % 4 == 0:
                 return self.max_budget
-            bigger = self.grid[self.grid >= max(1, 2 * self._choice[self._state])]
+            bigger = self.grid[self.grid >= max(1, 2 * self._choice[self._cell()])]
             return int(bigger[0]) if bigger.size else self.max_budget
         if drafted > 0:
-            self._choice[self._state] = self._usual
+            self._choice[self._cell()] = self._usual
         return self._usual
 
     def _usual_choice(self, drafted: int) -> int:
@@ -351,6 +376,8 @@ class CostAwareBudget:
             self._ask_seconds[s] += w * (seconds - self._ask_seconds[s])
         self._asked = True
         self._explored = False
+        s = self._cell()
+        self._evidence = 0  # a step that does not draft gives no evidence
         verified = min(tree.size, self.max_budget)
         if not verified:
             return  # nothing verified: no news about acceptance, the context stays
@@ -359,7 +386,6 @@ class CostAwareBudget:
             path_ranks = node_ranks(tree)[list(verdict.accepted_nodes)]
             on_path[path_ranks[path_ranks < verified]] = 1.0
         # Plain means while a rank has few observations (the prior counts as one), then moving averages.
-        s = self._state
         fresh = self._verified_count[s, :verified] == 0
         self._on_path[s, :verified][fresh] = self._pooled[:verified][fresh]  # a context starts from the pool
         for estimate, count in ((self._on_path[s], self._verified_count[s]), (self._pooled, self._pooled_count)):

@@ -218,6 +218,7 @@ class SpeculativeDecoder(DecoderAPI):
         if hasattr(self.budget_policy, "begin"):  # optional: policies without request context skip it
             self.budget_policy.begin()
         wants_draft = getattr(self.budget_policy, "wants_draft", None)  # optional too: always draft
+        note_draft = getattr(self.budget_policy, "note_draft", None)  # optional: ignores Draft.evidence
         stats.time_prefill = time.perf_counter() - t0
         want_logits = self.source.capabilities.wants_node_logits
         # With a separable LM head, built-in verifiers that read the tree row by row along their
@@ -281,6 +282,8 @@ class SpeculativeDecoder(DecoderAPI):
                 if self.target.chain_only:  # the model verifies one path per step: the likeliest
                     tree = best_path(tree)
                 drafted = tree.size
+                if note_draft is not None:
+                    note_draft(draft.evidence if drafted else 0)
                 chosen = self.budget_policy.choose(drafted)
                 if chosen < tree.size and self.source.capabilities.draft_kind is DraftKind.DETERMINISTIC:
                     tree = prune_tree(tree, chosen)

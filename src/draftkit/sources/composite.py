@@ -17,8 +17,11 @@ A member's success also depends on what it just did: prompt lookup that
 matched on the last step is likely copying a passage and matches again; after
 a miss it is usually drafting from an unrelated match. So the rates are kept
 per member *and* per context (the request's first step, or the member's
-matched length on the previous step: 0, 1-2, 3+); a context borrows the
-member's pooled rate until it has its own observations.
+matched length on the previous step: 0, 1-2, 3+) *and* per the evidence the
+member gave for this draft (``Draft.evidence``: prompt lookup's 3-gram match
+beats its 1-gram match by an order of magnitude); a cell borrows the member's
+pooled rate until it has its own observations. The merged draft carries the
+evidence of the member whose candidate is expected to match longest.
 """
 
 from __future__ import annotations
@@ -61,16 +64,17 @@ class Composite:
     the last 20 steps count). Until a member has been observed, its chance of
     matching ``d`` tokens is taken as ``0.5 ** d``. ``max_depth`` bounds the
     depths tracked; deeper tokens share the deepest estimate.
-    ``by_context=False`` keeps one rate per member and depth.
+    ``by_context=False`` keeps one rate per member and depth (and evidence class).
     """
 
     members: Sequence[DraftSource]
     decay: float = 0.95
     max_depth: int = 64
     by_context: bool = True
-    _hits: np.ndarray = field(init=False, repr=False)  # [member, context, depth]
+    _hits: np.ndarray = field(init=False, repr=False)  # [member, context * EVIDENCE_LEVELS + evidence, depth]
     _tries: np.ndarray = field(init=False, repr=False)
     _context: np.ndarray = field(init=False, repr=False)  # each member's context in the current request
+    _evidence: np.ndarray = field(init=False, repr=False)  # each member's evidence class on this step
     _last: list[tuple[np.ndarray, ...]] = field(init=False, repr=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -86,9 +90,11 @@ class Composite:
         self._reset_statistics()
 
     def _reset_statistics(self) -> None:
-        self._hits = np.zeros((len(self.members), step_context.N_CONTEXTS, self.max_depth))
-        self._tries = np.zeros((len(self.members), step_context.N_CONTEXTS, self.max_depth))
+        cells = step_context.N_CONTEXTS * step_context.EVIDENCE_LEVELS
+        self._hits = np.zeros((len(self.members), cells, self.max_depth))
+        self._tries = np.zeros((len(self.members), cells, self.max_depth))
         self._context = np.full(len(self.members), step_context.START)
+        self._evidence = np.zeros(len(self.members), dtype=np.int64)
         self._last = []
 
     @property
@@ -105,17 +111,20 @@ class Composite:
             wants_node_logits=any(c.wants_node_logits for c in caps),
         )
 
-    def acceptance(self, contexts: np.ndarray | None = None) -> np.ndarray:
+    def acceptance(self, contexts: np.ndarray | None = None, evidence: np.ndarray | None = None) -> np.ndarray:
         """float [members, max_depth]: estimated chance that member m matches at least d+1 tokens.
 
-        In each member's current context (or the given ones); non-increasing
-        along depth by construction (matching d+1 tokens implies matching d).
+        In each member's current context and evidence class (or the given
+        ones); non-increasing along depth by construction (matching d+1
+        tokens implies matching d).
         """
         ctx = self._context if contexts is None else np.asarray(contexts)
+        ev = self._evidence if evidence is None else np.asarray(evidence)
+        cells = ctx * step_context.EVIDENCE_LEVELS + ev
         prior = 0.5 ** np.arange(1, self.max_depth + 1)
         pooled = (self._hits.sum(axis=1) + _PRIOR_STRENGTH * prior) / (self._tries.sum(axis=1) + _PRIOR_STRENGTH)
         rows = np.arange(len(self.members))
-        hits, tries = self._hits[rows, ctx], self._tries[rows, ctx]
+        hits, tries = self._hits[rows, cells], self._tries[rows, cells]
         rate = (hits + _PRIOR_STRENGTH * pooled) / (tries + _PRIOR_STRENGTH)
         return np.minimum.accumulate(rate, axis=1)
 
@@ -137,13 +146,17 @@ class Composite:
             m.begin(prompt)
 
     def propose(self, request: DraftRequest) -> Draft:
+        drafts = [member.propose(request) for member in self.members]
+        self._evidence = np.asarray([step_context.evidence_class(d.evidence) for d in drafts], dtype=np.int64)
+        if not self.by_context:
+            self._evidence[:] = 0
         rates = self.acceptance()
         sequences: list[np.ndarray] = []
         weights: list[float] = []
         token_weights: list[np.ndarray] = []
         self._last = []
-        for m, member in enumerate(self.members):
-            draft = member.propose(request)
+        evidence, strongest = 0, -1.0
+        for m, draft in enumerate(drafts):
             seqs = tuple(np.asarray(s, dtype=np.int64) for s in draft.sequences if len(s))
             self._last.append(seqs)
             if not seqs:
@@ -159,9 +172,11 @@ class Composite:
                 sequences.append(seq)
                 token_weights.append(per_token)
                 weights.append(float(per_token.sum()))  # expected matched length, for chain builders
+                if weights[-1] > strongest:
+                    strongest, evidence = weights[-1], int(self._evidence[m])
         if not sequences:
             return Draft.empty()
-        return Draft(tuple(sequences), tuple(weights), token_weights=tuple(token_weights))
+        return Draft(tuple(sequences), tuple(weights), token_weights=tuple(token_weights), evidence=evidence)
 
     def observe(self, feedback: StepFeedback) -> None:
         # Only a step that asked the members counts (the engine may skip drafting on a step).
@@ -189,7 +204,7 @@ class Composite:
             if observed == 0:
                 continue
             hit = (np.arange(1, observed + 1) <= matched).astype(float)
-            c = self._context[m]
+            c = self._context[m] * step_context.EVIDENCE_LEVELS + self._evidence[m]
             self._hits[m, c, :observed] = self.decay * self._hits[m, c, :observed] + (1 - self.decay) * hit
             self._tries[m, c, :observed] = self.decay * self._tries[m, c, :observed] + (1 - self.decay)
             if self.by_context:

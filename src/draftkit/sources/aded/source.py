@@ -18,7 +18,7 @@ import numpy as np
 
 from ...errors import InvalidInputError
 from ...types import Draft, DraftKind, DraftRequest, SourceCapabilities, StepFeedback
-from .config import AdaptConfig, MctsConfig, step_seed
+from .config import AdaptConfig, MctsConfig, search_evidence, step_seed
 from .fileformat import load_matrix, save_matrix
 from .table import AdaptiveTable, TrigramMatrix, build_matrix
 
@@ -247,7 +247,10 @@ class Aded:
             return Draft.empty()
         block = self._out_paths[:n].copy()  # one copy; the sequences are views of it
         lens = self._out_lens[:n].tolist()
-        return Draft(tuple(block[i, : lens[i]] for i in range(n)), tuple(self._out_w[:n].tolist()))
+        weights = self._out_w[:n].tolist()
+        return Draft(
+            tuple(block[i, : lens[i]] for i in range(n)), tuple(weights), evidence=search_evidence(max(weights), self.mcts)
+        )
 
     def observe(self, feedback: StepFeedback) -> None:
         if self._table is None:

@@ -93,7 +93,9 @@ class PromptLookup:
             if conts:
                 # Recent occurrences first and slightly heavier: they reflect the current topic.
                 weights = tuple(1.0 + 0.5 ** (i + 1) for i in range(len(conts)))
-                return Draft(tuple(conts), weights)
+                # A longer match is far likelier to continue (in code, a 3-gram match was
+                # accepted ~9 tokens deep on average, a 1-gram one under 1): the budget weighs it.
+                return Draft(tuple(conts), weights, evidence=ngram)
         return Draft.empty()
 
     def observe(self, feedback: StepFeedback) -> None:

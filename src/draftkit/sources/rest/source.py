@@ -19,7 +19,7 @@ from ...errors import InvalidInputError, MismatchedDataFileError
 from ...types import Draft, DraftRequest, SourceCapabilities, StepFeedback
 from . import kernels
 from .datastore import Datastore
-from .suffix import RetrievalParams, retrieve
+from .suffix import RetrievalParams, match_evidence, retrieve
 
 __all__ = ["Rest"]
 
@@ -159,7 +159,7 @@ class Rest:
         )
         if not found.paths:
             return Draft.empty()
-        return Draft(found.paths, found.weights)
+        return Draft(found.paths, found.weights, evidence=match_evidence(found))
 
     def observe(self, feedback: StepFeedback) -> None:
         return None

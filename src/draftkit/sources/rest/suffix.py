@@ -24,7 +24,7 @@ import numpy as np
 from ...errors import CorruptDataFileError
 from . import kernels as _kernels
 
-__all__ = ["suffix_array", "byte_width", "RetrievalParams", "Retrieved", "retrieve", "find_occurrences"]
+__all__ = ["suffix_array", "byte_width", "RetrievalParams", "Retrieved", "retrieve", "find_occurrences", "match_evidence"]
 
 #: libdivsufsort's 32-bit entry point sorts at most 2**31 - 1 bytes.
 MAX_SORT_BYTES = 2**31 - 1
@@ -101,6 +101,18 @@ class Retrieved:
 
 
 _EMPTY = Retrieved((), (), 0, 0, 0, 0, 0)
+
+
+def match_evidence(found: Retrieved) -> int:
+    """``Draft.evidence`` of a retrieval: the length class of the longest suffix matched.
+
+    The budget learns how often each class is accepted. A longer match is not
+    always the better one: on the demo model's HumanEval answers, 4-token
+    matches in the standard library were accepted more often than 6-token ones,
+    whose continuations the model had not learnt word for word.
+    """
+    longest = max(found.match_length, found.context_match_length)
+    return 1 if longest <= 3 else 2 if longest <= 6 else 3
 
 
 def retrieve(
