@@ -188,8 +188,8 @@ def test_cost_aware_budget_is_not_misled_by_small_poor_drafts():
 def test_cost_aware_budget_learns_from_the_previous_step_of_the_request():
     """Drafts come right in runs: after a step that accepted something the next draft's first 16
     nodes are right; after a miss the next draft is wrong, except at each request's 6th step, where
-    a run starts. The policy must verify big trees inside a run and next to nothing after a miss,
-    which one pooled estimate cannot do."""
+    a run starts with one right token. The policy must verify big trees inside a run and next to
+    nothing after a miss, which one pooled estimate cannot do."""
     grid = np.array([0, 1, 2, 4, 8, 12, 16, 24, 32, 48, 64])
     policy = CostAwareBudget(grid, 0.01 * (1 + grid / 16), explore=16)
     chain = TokenTree.from_parents(np.arange(64), np.arange(-1, 63))
@@ -202,12 +202,13 @@ def test_cost_aware_budget_learns_from_the_previous_step_of_the_request():
         previous = 0
         for i in range(12):
             k = policy.choose(64)
-            right = 16 if previous or i == 5 else 0
+            right = 16 if previous else 1 if i == 5 else 0
             step(k, right)
             previous = min(right, k)
     policy.begin()
     step(8, 8)
     policy._step = 1  # keep exploration out of the two checks below
+    policy._grow = False  # and the growth that follows a fully accepted tree
     assert policy.choose(64) in (16, 24)  # inside a run
     step(8, 0)
     policy._step = 1
@@ -449,3 +450,30 @@ def test_the_decoder_hands_each_drafts_evidence_to_the_policy():
     drafted = [len(r.context) % 2 + 1 if len(r.context) % 3 else 0 for r in source.requests]
     assert len(policy.seen) == out.stats.steps  # steps that asked no source count as evidence 0
     assert policy.seen[: len(drafted)] == drafted and not any(policy.seen[len(drafted) :])
+
+
+def test_a_fully_accepted_pruned_tree_doubles_the_next_budget():
+    """Accepting every level of a cut tree means the budget, not the draft, was the limit: the next
+    step verifies twice the usual budget (counted as exploration). A step that stopped short of the
+    tree's bottom, or whose draft was not cut, changes nothing."""
+    grid = np.array([0, 1, 2, 4, 8, 12, 16, 24, 32, 48, 64])
+    chain = TokenTree.from_parents(np.arange(64), np.arange(-1, 63))
+
+    def policy_after(verified: int, right: int, drafted: int = 64) -> tuple[CostAwareBudget, int]:
+        policy = CostAwareBudget(grid, 0.01 * (1 + grid / 16), explore=0)
+        for _ in range(50):  # the usual choice settles at a small budget: drafts are right 4 deep
+            k = policy.choose(64)
+            policy.observe(prune_tree(chain, k), Verdict(tuple(range(min(4, k))), 0), 64, 0.0)
+        policy.begin()
+        usual = policy.choose(64)
+        policy.observe(prune_tree(chain, verified), Verdict(tuple(range(right)), 0), drafted, 0.0)
+        return policy, usual
+
+    grown, usual = policy_after(8, 8)
+    assert 0 < usual < 32 and grown.choose(64) >= 2 * usual
+    assert grown._explored  # credited as an exploration step
+    assert grown.choose(64) == grown._usual_choice(64)  # one step only
+    short, usual = policy_after(8, 5)
+    assert short.choose(64) == usual
+    whole, usual = policy_after(8, 8, drafted=8)
+    assert whole.choose(64) == usual

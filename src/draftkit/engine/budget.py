@@ -51,6 +51,12 @@ class BudgetPolicy(Protocol):
         Optional: without it every step drafts."""
         ...
 
+    def draft_nodes(self) -> int:
+        """Most draft nodes this step may verify, asked before the source drafts (1..max_budget);
+        the source is asked for no more (``DraftRequest.max_nodes``), so it does not search for
+        nodes that would be cut. Optional: without it the source may draft ``max_budget`` nodes."""
+        ...
+
     def note_draft(self, evidence: int) -> None:
         """The step's draft came with this evidence class (``Draft.evidence``, 0-3); called before :meth:`choose`.
 
@@ -58,7 +64,11 @@ class BudgetPolicy(Protocol):
         ...
 
     def choose(self, drafted: int) -> int:
-        """Budget for this step (0 <= budget <= max_budget), given a draft tree of ``drafted`` nodes."""
+        """Budget for this step (0 <= budget <= max_budget), given a draft of at most ``drafted`` nodes.
+
+        For deterministic drafts ``drafted`` is the draft's token count capped by
+        the budget (the tree is then built with the chosen number of nodes, so
+        nodes that would be cut are never built); otherwise the built tree's size."""
         ...
 
     def observe(self, tree: TokenTree, verdict: Verdict, drafted: int, overhead: float) -> None:
@@ -231,6 +241,7 @@ class CostAwareBudget:
     _choice: np.ndarray = field(init=False, repr=False)  # last choice per context
     _usual: int = field(default=0, init=False, repr=False)  # this step's choice had it not explored
     _explored: bool = field(default=False, init=False, repr=False)  # whether this step explored
+    _grow: bool = field(default=False, init=False, repr=False)  # the last step accepted its whole pruned tree
     _overhead: float | None = field(default=None, init=False, repr=False)  # per step that drafted
     _plain_overhead: float | None = field(default=None, init=False, repr=False)  # per step the source sat out
     _asked: bool = field(default=True, init=False, repr=False)  # whether this step asked the source
@@ -268,9 +279,23 @@ class CostAwareBudget:
     def begin(self) -> None:
         self._state = step_context.START
         self._evidence = 0
+        self._grow = False  # the last request's last step says nothing about this one
 
     def note_draft(self, evidence: int) -> None:
         self._evidence = step_context.evidence_class(evidence) if self.by_evidence else 0
+
+    def draft_nodes(self) -> int:
+        """The largest budget :meth:`choose` may pick this step, whatever the draft's evidence."""
+        if self._grow or not self._pooled_count.any() or (self.explore and (self._step + 1) % self.explore == 0):
+            return self.max_budget
+        saved, largest = self._evidence, 1
+        try:
+            for evidence in range(step_context.EVIDENCE_LEVELS if self.by_evidence else 1):
+                self._evidence = evidence
+                largest = max(largest, self._usual_choice(self.max_budget))
+        finally:
+            self._evidence = saved
+        return largest
 
     def _cell(self, state: int | None = None, evidence: int | None = None) -> int:
         s = self._state if state is None else state
@@ -319,6 +344,13 @@ class CostAwareBudget:
     def choose(self, drafted: int) -> int:
         self._step += 1
         self._usual = self._usual_choice(drafted)
+        grow, self._grow = self._grow, False
+        if grow and drafted > self._usual:
+            # The last step accepted all the depth its pruned tree had: the budget, not the draft,
+            # was the limit. Verify twice as much now (an exploration step, credited as one).
+            self._explored = True
+            bigger = self.grid[self.grid >= max(1, 2 * self._usual)]
+            return min(drafted, int(bigger[0]) if bigger.size else self.max_budget)
         self._explored = bool(drafted > 0 and self.explore and self._step % self.explore == 0)
         if self._explored:
             if (self._step // self.explore) % 4 == 0:
@@ -376,6 +408,8 @@ class CostAwareBudget:
             self._ask_seconds[s] += w * (seconds - self._ask_seconds[s])
         self._asked = True
         self._explored = False
+        pruned = 0 < tree.size < drafted and tree.probs is None
+        self._grow = bool(pruned and verdict.accepted_nodes and len(verdict.accepted_nodes) >= tree.max_depth)
         s = self._cell()
         self._evidence = 0  # a step that does not draft gives no evidence
         verified = min(tree.size, self.max_budget)

@@ -219,6 +219,7 @@ class SpeculativeDecoder(DecoderAPI):
             self.budget_policy.begin()
         wants_draft = getattr(self.budget_policy, "wants_draft", None)  # optional too: always draft
         note_draft = getattr(self.budget_policy, "note_draft", None)  # optional: ignores Draft.evidence
+        draft_nodes = getattr(self.budget_policy, "draft_nodes", None)  # optional: the source may use the budget
         stats.time_prefill = time.perf_counter() - t0
         want_logits = self.source.capabilities.wants_node_logits
         # With a separable LM head, built-in verifiers that read the tree row by row along their
@@ -251,12 +252,15 @@ class SpeculativeDecoder(DecoderAPI):
                 context.flags.writeable = False  # parts share it; none may change the context
 
                 t0 = time.perf_counter()
+                max_nodes = self.budget
                 if depth_limit >= 1 and self.budget >= 1 and (wants_draft is None or wants_draft()):
+                    if draft_nodes is not None:
+                        max_nodes = max(1, min(self.budget, int(draft_nodes())))
                     request = DraftRequest(
                         context=context,
                         prompt_length=prompt_len,
                         max_depth=depth_limit,
-                        max_nodes=self.budget,
+                        max_nodes=max_nodes,
                         vocab_size=vocab,
                         eos_token_ids=stop_ids,
                         target=target if self.source.capabilities.needs_target else None,
@@ -278,15 +282,25 @@ class SpeculativeDecoder(DecoderAPI):
                     draft = Draft.empty()
                 t1 = time.perf_counter()
                 stats.time_draft += t1 - t0
-                tree = self._build_tree(draft, depth_limit, sampling.do_sample)
-                if self.target.chain_only:  # the model verifies one path per step: the likeliest
-                    tree = best_path(tree)
-                drafted = tree.size
-                if note_draft is not None:
-                    note_draft(draft.evidence if drafted else 0)
-                chosen = self.budget_policy.choose(drafted)
-                if chosen < tree.size and self.source.capabilities.draft_kind is DraftKind.DETERMINISTIC:
-                    tree = prune_tree(tree, chosen)
+                prunable = self.source.capabilities.draft_kind is DraftKind.DETERMINISTIC
+                if prunable and not self.target.chain_only and not draft.is_empty and depth_limit >= 1:
+                    # Build only what will be verified: the policy chooses for the most nodes the
+                    # draft can make (its tokens, capped by the budget), the builder keeps the best.
+                    drafted = min(max_nodes, sum(min(len(seq), depth_limit) for seq in draft.sequences))
+                    if note_draft is not None:
+                        note_draft(draft.evidence)
+                    chosen = self.budget_policy.choose(drafted)
+                    tree = self._build_tree(draft, depth_limit, sampling.do_sample, min(chosen, self.budget))
+                else:
+                    tree = self._build_tree(draft, depth_limit, sampling.do_sample)
+                    if self.target.chain_only:  # the model verifies one path per step: the likeliest
+                        tree = best_path(tree)
+                    drafted = tree.size
+                    if note_draft is not None:
+                        note_draft(draft.evidence if drafted else 0)
+                    chosen = self.budget_policy.choose(drafted)
+                    if chosen < tree.size and prunable:
+                        tree = prune_tree(tree, chosen)
                 t2 = time.perf_counter()
                 if lazy_rows:  # logits rows come in chains along the tree's preferred path
                     logits = self.target.lazy_logits(target.forward_tree_hidden(sequence[-1], tree), tree)
@@ -342,13 +356,14 @@ class SpeculativeDecoder(DecoderAPI):
         stats.time_total = time.perf_counter() - t_start
         return GenerationOutput(torch.tensor([sequence], dtype=torch.long), stats, **record.output(plan))
 
-    def _build_tree(self, draft: Draft, depth_limit: int, sampling: bool = False) -> TokenTree:
-        if draft.is_empty or depth_limit < 1 or self.budget < 1:
+    def _build_tree(self, draft: Draft, depth_limit: int, sampling: bool = False, nodes: int | None = None) -> TokenTree:
+        nodes = self.budget if nodes is None else nodes
+        if draft.is_empty or depth_limit < 1 or nodes < 1:
             return TokenTree.empty()
         if sampling and self.source.capabilities.draft_kind is DraftKind.STOCHASTIC:
             # Sampled candidates must reach the verifier unselected (see draftkit.verify.speculative).
             check_stochastic_draft(draft, self.budget, depth_limit, self.source.name)
-        tree = self.tree_builder.build(draft, self.budget, depth_limit)
+        tree = self.tree_builder.build(draft, nodes, depth_limit)
         if not isinstance(tree, TokenTree):
             raise ContractViolationError(
                 f"tree builder {getattr(self.tree_builder, 'name', self.tree_builder)!r} returned "
@@ -365,10 +380,10 @@ class SpeculativeDecoder(DecoderAPI):
                 f"tree builder {getattr(self.tree_builder, 'name', '?')!r} returned a malformed tree: "
                 "every parent index must be -1 or an earlier node; build trees with TokenTree.from_parents"
             )
-        if tree.size > self.budget or tree.max_depth > depth_limit:
+        if tree.size > nodes or tree.max_depth > depth_limit:
             raise ContractViolationError(
                 f"tree builder {getattr(self.tree_builder, 'name', '?')!r} returned {tree.size} nodes / depth "
-                f"{tree.max_depth}, over the budget {self.budget} / depth limit {depth_limit}"
+                f"{tree.max_depth}, over the budget {nodes} / depth limit {depth_limit}"
             )
         vocab = self.target.vocab_size
         if tree.size and (tree.tokens.min() < 0 or tree.tokens.max() >= vocab):
