@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -477,3 +479,51 @@ def test_a_fully_accepted_pruned_tree_doubles_the_next_budget():
     assert short.choose(64) == usual
     whole, usual = policy_after(8, 8, drafted=8)
     assert whole.choose(64) == usual
+
+
+def test_a_step_fused_with_the_prefill_verifies_a_bigger_tree():
+    """With the prompt's rows in the same forward, a node costs what a row of a big tree costs (the
+    top of the curve's slope), not the steep price of the first few nodes: the same statistics
+    then favour a bigger tree. Costs: the demo model's measured curve (ms)."""
+    grid = np.array([0, 1, 2, 4, 8, 12, 16, 24, 32, 48, 64])
+    costs = 1e-3 * np.array([4.12, 4.39, 4.39, 4.39, 5.11, 5.45, 5.78, 6.42, 6.95, 7.93, 9.11])
+    policy = CostAwareBudget(grid, costs, explore=0, by_previous_step=False)
+    chain = TokenTree.from_parents(np.arange(64), np.arange(-1, 63))
+    rng = np.random.default_rng(2)
+    for _ in range(300):  # a draft's node of rank r is right with chance 0.8 ** (r + 1)
+        k = policy.choose(64)
+        right = int(np.argmin(rng.random(64) < 0.8 ** np.arange(1, 65)))
+        policy.observe(prune_tree(chain, k), Verdict(tuple(range(min(right, k))), 0), 64, 0.0)
+    twin = copy.deepcopy(policy)
+    policy.note_prefill(120)
+    fused, plain_step = policy.choose(64), twin.choose(64)
+    assert fused > plain_step
+    for p in (policy, twin):
+        p.observe(prune_tree(chain, 8), Verdict((0,), 0), 64, 0.0)
+    assert policy.choose(64) == twin.choose(64)  # the next step is a plain one again
+
+
+def test_the_decoder_reports_a_fused_prefill_to_the_policy_on_the_first_step_only():
+    class Recording:
+        max_budget = 4
+
+        def __init__(self):
+            self.events = []
+
+        def note_prefill(self, rows):
+            self.events.append(("prefill", rows))
+
+        def choose(self, drafted):
+            self.events.append(("choose", drafted))
+            return 4
+
+        def observe(self, tree, verdict, drafted, overhead):
+            pass
+
+    model = cached_model("llama")
+    prompt = [3, 4, 5, 3, 4, 5, 3, 4]
+    policy = Recording()
+    out = draftkit.SpeculativeDecoder(model, source="pld", budget=policy).generate([prompt], max_new_tokens=6)
+    assert out.sequences[0].tolist() == hf_greedy(model, prompt, 6, None)
+    assert policy.events[0] == ("prefill", len(prompt) - 1)
+    assert [e for e in policy.events if e[0] == "prefill"] == [("prefill", len(prompt) - 1)]

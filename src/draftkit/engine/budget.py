@@ -57,6 +57,11 @@ class BudgetPolicy(Protocol):
         nodes that would be cut. Optional: without it the source may draft ``max_budget`` nodes."""
         ...
 
+    def note_prefill(self, rows: int) -> None:
+        """This step's forward also runs ``rows`` prompt tokens (the request's prefill, fused with
+        its first step); called before :meth:`wants_draft`. Optional."""
+        ...
+
     def note_draft(self, evidence: int) -> None:
         """The step's draft came with this evidence class (``Draft.evidence``, 0-3); called before :meth:`choose`.
 
@@ -242,6 +247,7 @@ class CostAwareBudget:
     _usual: int = field(default=0, init=False, repr=False)  # this step's choice had it not explored
     _explored: bool = field(default=False, init=False, repr=False)  # whether this step explored
     _grow: bool = field(default=False, init=False, repr=False)  # the last step accepted its whole pruned tree
+    _prefill_rows: int = field(default=0, init=False, repr=False)  # prompt rows fused into this step's forward
     _overhead: float | None = field(default=None, init=False, repr=False)  # per step that drafted
     _plain_overhead: float | None = field(default=None, init=False, repr=False)  # per step the source sat out
     _asked: bool = field(default=True, init=False, repr=False)  # whether this step asked the source
@@ -280,9 +286,31 @@ class CostAwareBudget:
         self._state = step_context.START
         self._evidence = 0
         self._grow = False  # the last request's last step says nothing about this one
+        self._prefill_rows = 0
 
     def note_draft(self, evidence: int) -> None:
         self._evidence = step_context.evidence_class(evidence) if self.by_evidence else 0
+
+    def note_prefill(self, rows: int) -> None:
+        self._prefill_rows = max(0, int(rows))
+
+    def step_costs(self, budgets: np.ndarray, with_prefill: bool = True) -> np.ndarray:
+        """Verify seconds of this step with each budget.
+
+        Usually the measured curve. A step that also runs the prompt's prefill
+        is already a wide matrix product, where a node costs what a row of a
+        big tree costs (the slope of the curve's top, far below the first
+        nodes' cost on a CPU): bigger trees pay there. The prefill itself is
+        in the price (each prompt row at that slope), so a node's share of the
+        step stays right; ``with_prefill=False`` leaves it out (what the step
+        cost beyond the plain step it replaces).
+        """
+        curve = np.interp(budgets, self.grid, self.costs)
+        if not self._prefill_rows or self.grid.size < 3:
+            return curve
+        slope = max(0.0, float(self.costs[-1] - self.costs[-2]) / float(self.grid[-1] - self.grid[-2]))
+        rows = np.asarray(budgets, dtype=float) + (self._prefill_rows if with_prefill else 0)
+        return self.costs[0] + slope * rows
 
     def draft_nodes(self) -> int:
         """The largest budget :meth:`choose` may pick this step, whatever the draft's evidence."""
@@ -316,8 +344,7 @@ class CostAwareBudget:
     def expected_rate(self, budgets: np.ndarray | None = None) -> np.ndarray:
         """Expected emitted tokens per second with each budget (verify cost + step overhead)."""
         budgets = self.grid if budgets is None else np.asarray(budgets, dtype=np.int64)
-        costs = np.interp(budgets, self.grid, self.costs)
-        return (1.0 + self.expected_accepted(budgets)) / (costs + (self._overhead or 0.0))
+        return (1.0 + self.expected_accepted(budgets)) / (self.step_costs(budgets) + (self._overhead or 0.0))
 
     def wants_draft(self) -> bool:
         """Ask the source unless, in the current context, steps that asked it emitted fewer
@@ -403,11 +430,12 @@ class CostAwareBudget:
             self._ask_count[s] += 1
             w = max(1 - d, 1.0 / self._ask_count[s])
             tokens, size = self._usual_outcome(tree, verdict)
-            seconds = float(np.interp(size, self.grid, self.costs)) + overhead
+            seconds = float(self.step_costs(np.asarray([size]), with_prefill=False)[0]) + overhead
             self._ask_tokens[s] += w * (tokens - self._ask_tokens[s])
             self._ask_seconds[s] += w * (seconds - self._ask_seconds[s])
         self._asked = True
         self._explored = False
+        self._prefill_rows = 0
         pruned = 0 < tree.size < drafted and tree.probs is None
         self._grow = bool(pruned and verdict.accepted_nodes and len(verdict.accepted_nodes) >= tree.max_depth)
         s = self._cell()

@@ -220,6 +220,7 @@ class SpeculativeDecoder(DecoderAPI):
         wants_draft = getattr(self.budget_policy, "wants_draft", None)  # optional too: always draft
         note_draft = getattr(self.budget_policy, "note_draft", None)  # optional: ignores Draft.evidence
         draft_nodes = getattr(self.budget_policy, "draft_nodes", None)  # optional: the source may use the budget
+        note_prefill = getattr(self.budget_policy, "note_prefill", None)  # optional: one cost curve for every step
         stats.time_prefill = time.perf_counter() - t0
         want_logits = self.source.capabilities.wants_node_logits
         # With a separable LM head, built-in verifiers that read the tree row by row along their
@@ -253,6 +254,8 @@ class SpeculativeDecoder(DecoderAPI):
 
                 t0 = time.perf_counter()
                 max_nodes = self.budget
+                if note_prefill is not None and target.deferred_rows:
+                    note_prefill(target.deferred_rows)
                 if depth_limit >= 1 and self.budget >= 1 and (wants_draft is None or wants_draft()):
                     if draft_nodes is not None:
                         max_nodes = max(1, min(self.budget, int(draft_nodes())))

@@ -148,6 +148,11 @@ class TargetSession:
         self._deferred: torch.Tensor | None = None
 
     @property
+    def deferred_rows(self) -> int:
+        """Prompt tokens the next forward runs in front of its own rows (a deferred prefill), else 0."""
+        return 0 if self._deferred is None else int(self._deferred.numel())
+
+    @property
     def cache_len(self) -> int:
         """Context tokens in the cache (a deferred prefill counts once it has run)."""
         return 0 if self.cache is None else int(self.cache.get_seq_length())
