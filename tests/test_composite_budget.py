@@ -424,34 +424,44 @@ def test_composite_rates_depend_on_the_members_evidence_and_the_draft_carries_th
     assert mixed.propose(request).evidence == 3  # the longer expected match wins
 
 
+class RecordingPolicy:
+    """A fixed budget of 4 that records the optional calls a decoder makes."""
+
+    max_budget = 4
+
+    def __init__(self):
+        self.events = []
+
+    def note_draft(self, evidence):
+        self.events.append(("evidence", evidence))
+
+    def note_prefill(self, rows):
+        self.events.append(("prefill", rows))
+
+    def choose(self, drafted):
+        self.events.append(("choose", drafted))
+        return 4
+
+    def observe(self, tree, verdict, drafted, overhead):
+        pass
+
+    def seen(self, kind):
+        return [value for what, value in self.events if what == kind]
+
+
 def test_the_decoder_hands_each_drafts_evidence_to_the_policy():
     """Float64 model: the policy sees the evidence of every step's draft (0 when nothing was drafted)."""
-
-    class Recording:
-        max_budget = 4
-
-        def __init__(self):
-            self.seen = []
-
-        def note_draft(self, evidence):
-            self.seen.append(evidence)
-
-        def choose(self, drafted):
-            return 4
-
-        def observe(self, tree, verdict, drafted, overhead):
-            pass
-
     model = cached_model("llama")
     prompt = [3, 4, 5, 3, 4, 5, 3, 4]
     source = ScriptedSource(lambda request: Draft.chain([5, 6], evidence=len(request.context) % 2 + 1)
                             if len(request.context) % 3 else Draft.empty())
-    policy = Recording()
+    policy = RecordingPolicy()
     out = draftkit.SpeculativeDecoder(model, source=source, budget=policy).generate([prompt], max_new_tokens=12)
     assert out.sequences[0].tolist() == hf_greedy(model, prompt, 12, None)
     drafted = [len(r.context) % 2 + 1 if len(r.context) % 3 else 0 for r in source.requests]
-    assert len(policy.seen) == out.stats.steps  # steps that asked no source count as evidence 0
-    assert policy.seen[: len(drafted)] == drafted and not any(policy.seen[len(drafted) :])
+    seen = policy.seen("evidence")
+    assert len(seen) == out.stats.steps  # steps that asked no source count as evidence 0
+    assert seen[: len(drafted)] == drafted and not any(seen[len(drafted) :])
 
 
 def test_a_fully_accepted_pruned_tree_doubles_the_next_budget():
@@ -504,26 +514,10 @@ def test_a_step_fused_with_the_prefill_verifies_a_bigger_tree():
 
 
 def test_the_decoder_reports_a_fused_prefill_to_the_policy_on_the_first_step_only():
-    class Recording:
-        max_budget = 4
-
-        def __init__(self):
-            self.events = []
-
-        def note_prefill(self, rows):
-            self.events.append(("prefill", rows))
-
-        def choose(self, drafted):
-            self.events.append(("choose", drafted))
-            return 4
-
-        def observe(self, tree, verdict, drafted, overhead):
-            pass
-
     model = cached_model("llama")
     prompt = [3, 4, 5, 3, 4, 5, 3, 4]
-    policy = Recording()
+    policy = RecordingPolicy()
     out = draftkit.SpeculativeDecoder(model, source="pld", budget=policy).generate([prompt], max_new_tokens=6)
     assert out.sequences[0].tolist() == hf_greedy(model, prompt, 6, None)
     assert policy.events[0] == ("prefill", len(prompt) - 1)
-    assert [e for e in policy.events if e[0] == "prefill"] == [("prefill", len(prompt) - 1)]
+    assert policy.seen("prefill") == [len(prompt) - 1]
