@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 from hypothesis import given
@@ -425,12 +423,13 @@ def test_composite_rates_depend_on_the_members_evidence_and_the_draft_carries_th
 
 
 class RecordingPolicy:
-    """A fixed budget of 4 that records the optional calls a decoder makes."""
+    """A fixed budget (``give`` nodes of at most ``max_budget``) that records the decoder's calls."""
 
-    max_budget = 4
-
-    def __init__(self):
+    def __init__(self, give=4, max_budget=4, draft_nodes=None):
+        self.give, self.max_budget = give, max_budget
         self.events = []
+        if draft_nodes is not None:
+            self.draft_nodes = lambda: draft_nodes
 
     def note_draft(self, evidence):
         self.events.append(("evidence", evidence))
@@ -440,10 +439,10 @@ class RecordingPolicy:
 
     def choose(self, drafted):
         self.events.append(("choose", drafted))
-        return 4
+        return self.give
 
     def observe(self, tree, verdict, drafted, overhead):
-        pass
+        self.events.append(("observe", (tree.size, drafted)))
 
     def seen(self, kind):
         return [value for what, value in self.events if what == kind]
@@ -494,23 +493,20 @@ def test_a_fully_accepted_pruned_tree_doubles_the_next_budget():
 def test_a_step_fused_with_the_prefill_verifies_a_bigger_tree():
     """With the prompt's rows in the same forward, a node costs what a row of a big tree costs (the
     top of the curve's slope), not the steep price of the first few nodes: the same statistics
-    then favour a bigger tree. Costs: the demo model's measured curve (ms)."""
+    then favour a bigger tree (here 8 nodes instead of 4). Costs: the demo model's measured curve."""
     grid = np.array([0, 1, 2, 4, 8, 12, 16, 24, 32, 48, 64])
     costs = 1e-3 * np.array([4.12, 4.39, 4.39, 4.39, 5.11, 5.45, 5.78, 6.42, 6.95, 7.93, 9.11])
     policy = CostAwareBudget(grid, costs, explore=0, by_previous_step=False)
-    chain = TokenTree.from_parents(np.arange(64), np.arange(-1, 63))
-    rng = np.random.default_rng(2)
-    for _ in range(300):  # a draft's node of rank r is right with chance 0.8 ** (r + 1)
-        k = policy.choose(64)
-        right = int(np.argmin(rng.random(64) < 0.8 ** np.arange(1, 65)))
-        policy.observe(prune_tree(chain, k), Verdict(tuple(range(min(right, k))), 0), 64, 0.0)
-    twin = copy.deepcopy(policy)
+    policy._pooled[:] = 0.5 * 0.7 ** np.arange(64)  # learnt: rank r is on the accepted path this often
+    policy._pooled_count[:] = 100
+    plain_step = policy.choose(64)
     policy.note_prefill(120)
-    fused, plain_step = policy.choose(64), twin.choose(64)
-    assert fused > plain_step
-    for p in (policy, twin):
-        p.observe(prune_tree(chain, 8), Verdict((0,), 0), 64, 0.0)
-    assert policy.choose(64) == twin.choose(64)  # the next step is a plain one again
+    fused = policy.choose(64)
+    assert (plain_step, fused) == (4, 8)
+    chain = TokenTree.from_parents(np.arange(64), np.arange(-1, 63))
+    policy.observe(prune_tree(chain, fused), Verdict((), 0), 64, 0.0)
+    policy._pooled[:] = 0.5 * 0.7 ** np.arange(64)
+    assert policy.choose(64) == plain_step  # the next step is an ordinary one again
 
 
 def test_the_decoder_reports_a_fused_prefill_to_the_policy_on_the_first_step_only():
@@ -521,3 +517,36 @@ def test_the_decoder_reports_a_fused_prefill_to_the_policy_on_the_first_step_onl
     assert out.sequences[0].tolist() == hf_greedy(model, prompt, 6, None)
     assert policy.events[0] == ("prefill", len(prompt) - 1)
     assert policy.seen("prefill") == [len(prompt) - 1]
+
+
+def test_the_policy_learns_whether_the_budget_cut_the_draft():
+    """Float64 model. ``observe`` gets ``drafted == tree.size`` when the tree holds the whole draft
+    (three identical candidates merge into 3 nodes) and more when the budget cut it: the draft went
+    deeper than the tree, or a source that honours ``max_nodes`` filled an allowance smaller than
+    the budget."""
+    model = cached_model("llama")
+    prompt = [3, 4, 5, 3, 4, 5, 3, 4]
+
+    def observed(source, **policy_options):
+        policy = RecordingPolicy(**policy_options)
+        out = draftkit.SpeculativeDecoder(model, source=source, budget=policy).generate([prompt], max_new_tokens=8)
+        assert out.sequences[0].tolist() == hf_greedy(model, prompt, 8, None)
+        return [value for value in policy.seen("observe") if value[0]]
+
+    same = ScriptedSource(lambda r: Draft((np.array([5, 6, 7]),) * 3) if r.max_depth >= 3 else Draft.empty())
+    assert observed(same, give=4) and all(size == drafted == 3 for size, drafted in observed(same, give=4))
+    assert all(drafted == size + 1 == 3 for size, drafted in observed(same, give=2))
+    honours = ScriptedSource(lambda r: Draft.chain(np.full(min(r.max_nodes, r.max_depth), 9)))
+    steps = observed(honours, give=4, max_budget=8, draft_nodes=4)
+    assert (4, 5) in steps and all(drafted == (size + 1 if size == 4 else size) for size, drafted in steps)
+
+
+def test_composite_evidence_comes_from_the_member_expected_to_match_longest_whatever_the_split():
+    """Eight agreeing 10-token candidates (evidence 3) against one 2-token chain (evidence 1): the
+    first member is expected to match longer, so the draft carries 3, also without the context split."""
+    many = ScriptedSource(lambda r: Draft(tuple(np.arange(1, 11) for _ in range(8)), evidence=3))
+    short = ScriptedSource(lambda r: Draft.chain([7, 8], evidence=1))
+    request = DraftRequest(context=np.array([0]), prompt_length=1, max_depth=16, max_nodes=16, vocab_size=32)
+    for by_context in (True, False):
+        assert Composite([many, short], by_context=by_context).propose(request).evidence == 3
+        assert Composite([short, many], by_context=by_context).propose(request).evidence == 3

@@ -71,14 +71,16 @@ class BudgetPolicy(Protocol):
     def choose(self, drafted: int) -> int:
         """Budget for this step (0 <= budget <= max_budget), given a draft of at most ``drafted`` nodes.
 
-        For deterministic drafts ``drafted`` is the draft's token count capped by
-        the budget (the tree is then built with the chosen number of nodes, so
-        nodes that would be cut are never built); otherwise the built tree's size."""
+        For deterministic drafts on models that verify trees, ``drafted`` is an
+        upper bound: the draft's tokens, capped by what the source was asked for
+        (:meth:`draft_nodes`); the tree is then built with the chosen number of
+        nodes. Otherwise it is the built tree's size."""
         ...
 
     def observe(self, tree: TokenTree, verdict: Verdict, drafted: int, overhead: float) -> None:
-        """``tree`` is the verified tree (the best nodes of a ``drafted``-node draft);
-        ``overhead`` the seconds spent outside the verify forward this step."""
+        """``tree`` is the verified tree; ``drafted`` is its size when it holds the whole draft and
+        more when the budget cut the draft; ``overhead`` the seconds spent outside the verify
+        forward this step."""
         ...
 
 
@@ -294,23 +296,21 @@ class CostAwareBudget:
     def note_prefill(self, rows: int) -> None:
         self._prefill_rows = max(0, int(rows))
 
-    def step_costs(self, budgets: np.ndarray, with_prefill: bool = True) -> np.ndarray:
-        """Verify seconds of this step with each budget.
+    def step_costs(self, budgets: np.ndarray) -> np.ndarray:
+        """Verify seconds of this step with each budget, as far as the budget decides them.
 
         Usually the measured curve. A step that also runs the prompt's prefill
         is already a wide matrix product, where a node costs what a row of a
         big tree costs (the slope of the curve's top, far below the first
         nodes' cost on a CPU): bigger trees pay there. The prefill itself is
-        in the price (each prompt row at that slope), so a node's share of the
-        step stays right; ``with_prefill=False`` leaves it out (what the step
-        cost beyond the plain step it replaces).
+        left out, as every budget pays it: counted in, it would make any tree
+        look free next to a long prompt.
         """
         curve = np.interp(budgets, self.grid, self.costs)
         if not self._prefill_rows or self.grid.size < 3:
             return curve
         slope = max(0.0, float(self.costs[-1] - self.costs[-2]) / float(self.grid[-1] - self.grid[-2]))
-        rows = np.asarray(budgets, dtype=float) + (self._prefill_rows if with_prefill else 0)
-        return self.costs[0] + slope * rows
+        return self.costs[0] + slope * np.asarray(budgets, dtype=float)
 
     def draft_nodes(self) -> int:
         """The largest budget :meth:`choose` may pick this step, whatever the draft's evidence."""
@@ -430,7 +430,7 @@ class CostAwareBudget:
             self._ask_count[s] += 1
             w = max(1 - d, 1.0 / self._ask_count[s])
             tokens, size = self._usual_outcome(tree, verdict)
-            seconds = float(self.step_costs(np.asarray([size]), with_prefill=False)[0]) + overhead
+            seconds = float(self.step_costs(np.asarray([size]))[0]) + overhead
             self._ask_tokens[s] += w * (tokens - self._ask_tokens[s])
             self._ask_seconds[s] += w * (seconds - self._ask_seconds[s])
         self._asked = True

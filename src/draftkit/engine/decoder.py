@@ -288,14 +288,20 @@ class SpeculativeDecoder(DecoderAPI):
                 prunable = self.source.capabilities.draft_kind is DraftKind.DETERMINISTIC
                 if prunable and not self.target.chain_only and not draft.is_empty and depth_limit >= 1:
                     # Build only what will be verified: the policy chooses for the most nodes the
-                    # draft can make (its tokens, capped by the budget), the builder keeps the best.
+                    # draft can make (its tokens, capped by what the source was asked for), and the
+                    # builder keeps the best of them.
                     drafted = min(max_nodes, sum(min(len(seq), depth_limit) for seq in draft.sequences))
                     if note_draft is not None:
                         note_draft(draft.evidence)
-                    chosen = self.budget_policy.choose(drafted)
-                    tree = self._build_tree(draft, depth_limit, sampling.do_sample, min(chosen, self.budget))
+                    chosen = min(int(self.budget_policy.choose(drafted)), self.budget)
+                    tree = self._build_tree(draft, depth_limit, sampling.do_sample, chosen)
+                    # What the policy learns: whether the budget cut the draft, i.e. the draft went
+                    # deeper than the tree, or the source filled a smaller allowance than the budget.
+                    deepest = max(min(len(seq), depth_limit) for seq in draft.sequences)
+                    cut = deepest > tree.max_depth or (max_nodes < self.budget and tree.size >= max_nodes)
+                    drafted = tree.size + 1 if cut else tree.size
                 else:
-                    tree = self._build_tree(draft, depth_limit, sampling.do_sample)
+                    tree = self._build_tree(draft, depth_limit, sampling.do_sample, max_nodes)
                     if self.target.chain_only:  # the model verifies one path per step: the likeliest
                         tree = best_path(tree)
                     drafted = tree.size
@@ -365,7 +371,7 @@ class SpeculativeDecoder(DecoderAPI):
             return TokenTree.empty()
         if sampling and self.source.capabilities.draft_kind is DraftKind.STOCHASTIC:
             # Sampled candidates must reach the verifier unselected (see draftkit.verify.speculative).
-            check_stochastic_draft(draft, self.budget, depth_limit, self.source.name)
+            check_stochastic_draft(draft, nodes, depth_limit, self.source.name)
         tree = self.tree_builder.build(draft, nodes, depth_limit)
         if not isinstance(tree, TokenTree):
             raise ContractViolationError(

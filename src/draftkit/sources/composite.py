@@ -64,7 +64,8 @@ class Composite:
     the last 20 steps count). Until a member has been observed, its chance of
     matching ``d`` tokens is taken as ``0.5 ** d``. ``max_depth`` bounds the
     depths tracked; deeper tokens share the deepest estimate.
-    ``by_context=False`` keeps one rate per member and depth (and evidence class).
+    ``by_context=False`` keeps one rate per member and depth (no split by
+    context or evidence; the merged draft still carries its members' evidence).
     """
 
     members: Sequence[DraftSource]
@@ -147,9 +148,8 @@ class Composite:
 
     def propose(self, request: DraftRequest) -> Draft:
         drafts = [member.propose(request) for member in self.members]
-        self._evidence = np.asarray([step_context.evidence_class(d.evidence) for d in drafts], dtype=np.int64)
-        if not self.by_context:
-            self._evidence[:] = 0
+        claimed = [step_context.evidence_class(d.evidence) for d in drafts]
+        self._evidence = np.asarray(claimed if self.by_context else [0] * len(drafts), dtype=np.int64)
         rates = self.acceptance()
         sequences: list[np.ndarray] = []
         weights: list[float] = []
@@ -166,14 +166,16 @@ class Composite:
             total = w.sum()
             # The member's own ranking splits its chance among its candidates.
             w = w / total if total > 0 else np.full(len(seqs), 1.0 / len(seqs))
+            # The member's expected matched length (to its longest candidate) picks the evidence passed on.
+            expected = float(rates[m, : min(max(seq.size for seq in seqs), self.max_depth)].sum())
+            if expected > strongest:
+                strongest, evidence = expected, claimed[m]
             for seq, share in zip(seqs, w, strict=True):
                 depth_index = np.minimum(np.arange(seq.size), self.max_depth - 1)
                 per_token = share * rates[m, depth_index]
                 sequences.append(seq)
                 token_weights.append(per_token)
                 weights.append(float(per_token.sum()))  # expected matched length, for chain builders
-                if weights[-1] > strongest:
-                    strongest, evidence = weights[-1], int(self._evidence[m])
         if not sequences:
             return Draft.empty()
         return Draft(tuple(sequences), tuple(weights), token_weights=tuple(token_weights), evidence=evidence)
