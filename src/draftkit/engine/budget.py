@@ -316,14 +316,13 @@ class CostAwareBudget:
         """The largest budget :meth:`choose` may pick this step, whatever the draft's evidence."""
         if self._grow or not self._pooled_count.any() or (self.explore and (self._step + 1) % self.explore == 0):
             return self.max_budget
-        saved, largest = self._evidence, 1
-        try:
-            for evidence in range(step_context.EVIDENCE_LEVELS if self.by_evidence else 1):
-                self._evidence = evidence
-                largest = max(largest, self._usual_choice(self.max_budget))
-        finally:
-            self._evidence = saved
-        return largest
+        # The usual choice for a full-size draft in every evidence class of this context, at once.
+        classes = step_context.EVIDENCE_LEVELS if self.by_evidence else 1
+        cells = self._state * step_context.EVIDENCE_LEVELS + np.arange(classes)
+        on_path = np.where(self._verified_count[cells] > 0, self._on_path[cells], self._pooled)
+        accepted = np.concatenate([np.zeros((classes, 1)), np.cumsum(on_path, axis=1)], axis=1)[:, self.grid]
+        rates = (1.0 + accepted) / (self.step_costs(self.grid) + (self._overhead or 0.0))
+        return max(1, int(self.grid[np.argmax(rates, axis=1)].max()))
 
     def _cell(self, state: int | None = None, evidence: int | None = None) -> int:
         s = self._state if state is None else state
