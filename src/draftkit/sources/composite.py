@@ -21,7 +21,7 @@ matched length on the previous step: 0, 1-2, 3+) *and* per the evidence the
 member gave for this draft (``Draft.evidence``: prompt lookup's 3-gram match
 beats its 1-gram match by an order of magnitude); a cell borrows the member's
 pooled rate until it has its own observations. The merged draft carries the
-evidence of the member whose candidate is expected to match longest.
+evidence of the member expected to match longest.
 """
 
 from __future__ import annotations
