@@ -33,10 +33,10 @@ import numpy as np
 import torch
 
 from draftkit.bench.prompts import load_prompt_set
-from draftkit.cli import load_model_and_tokenizer
 from draftkit.engine import PlainDecoder, SpeculativeDecoder
 from draftkit.engine.budget import CostAwareBudget, FixedBudget, measure_verify_costs
 from draftkit.engine.target import TargetModel
+from draftkit.loading import load_model_and_tokenizer
 from draftkit.plugins import default_registry
 
 GRID = [0, 1, 2, 4, 8, 12, 16, 24, 32, 48, 64]

@@ -25,10 +25,10 @@ from draftkit.bench.methods import DraftkitMethod, GenSettings, PlainMethod
 from draftkit.bench.prompts import load_prompt_set
 from draftkit.bench.report import format_table, write_results
 from draftkit.bench.runner import BenchConfig, run_benchmark
-from draftkit.cli import load_model_and_tokenizer
 from draftkit.engine import PlainDecoder, SpeculativeDecoder
 from draftkit.engine.budget import CostAwareBudget
 from draftkit.engine.target import TargetModel
+from draftkit.loading import load_model_and_tokenizer
 from draftkit.plugins import default_registry
 
 

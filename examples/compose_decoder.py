@@ -21,7 +21,7 @@ def load(path: str | None):
 
     if path is None:
         try:
-            from draftkit.cli import resolve_model_path
+            from draftkit.demo import resolve_model_path
 
             path = str(resolve_model_path("demo"))
         except draftkit.DraftkitError:

@@ -53,7 +53,7 @@ class PreviousLine:
 def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from draftkit.cli import resolve_model_path
+    from draftkit.demo import resolve_model_path
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="demo")

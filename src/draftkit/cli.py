@@ -13,18 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .demo import resolve_model_path
 from .errors import DraftkitError, InvalidInputError
-from .loading import (
-    check_causal_lm,
-    load_model,
-    load_model_and_tokenizer,
-    load_tokenizer,
-    resolve_tokenizer_path,
-)
+from .loading import load_model_and_tokenizer
 
-__all__ = ["main", "build_parser", "check_causal_lm", "load_model", "load_model_and_tokenizer", "load_tokenizer",
-           "resolve_model_path", "resolve_tokenizer_path"]
+__all__ = ["main", "build_parser"]
 
 EPILOG = """\
 examples:
