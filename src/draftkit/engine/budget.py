@@ -318,21 +318,24 @@ class CostAwareBudget:
             return self.max_budget
         # The usual choice for a full-size draft in every evidence class of this context, at once.
         classes = step_context.EVIDENCE_LEVELS if self.by_evidence else 1
-        cells = self._state * step_context.EVIDENCE_LEVELS + np.arange(classes)
-        on_path = np.where(self._verified_count[cells] > 0, self._on_path[cells], self._pooled)
+        on_path = self._estimates(self._cell(evidence=np.arange(classes)))
         accepted = np.concatenate([np.zeros((classes, 1)), np.cumsum(on_path, axis=1)], axis=1)[:, self.grid]
         rates = (1.0 + accepted) / (self.step_costs(self.grid) + (self._overhead or 0.0))
         return max(1, int(self.grid[np.argmax(rates, axis=1)].max()))
 
-    def _cell(self, state: int | None = None, evidence: int | None = None) -> int:
+    def _cell(self, state: int | None = None, evidence: Any = None) -> Any:
+        """Row of a (context, evidence class) in the statistics (rows, for an array of classes)."""
         s = self._state if state is None else state
         e = self._evidence if evidence is None else evidence
         return s * step_context.EVIDENCE_LEVELS + e
 
     def on_path(self, state: int | None = None, evidence: int | None = None) -> np.ndarray:
         """P(rank r is on the accepted path) in a context and evidence class (default: the current ones)."""
-        c = self._cell(state, evidence)
-        return np.where(self._verified_count[c] > 0, self._on_path[c], self._pooled)
+        return self._estimates(self._cell(state, evidence))
+
+    def _estimates(self, cells: Any) -> np.ndarray:
+        """Each cell's own estimates where it has observations, the pooled ones elsewhere."""
+        return np.where(self._verified_count[cells] > 0, self._on_path[cells], self._pooled)
 
     def expected_accepted(self, budgets: np.ndarray | None = None) -> np.ndarray:
         """Expected accepted draft tokens per step with each budget (default: the grid), given a draft that big."""
