@@ -1,9 +1,14 @@
 """Sessions for tests, lint, plugins, benchmarks and demo-model training.
 
-Default sessions (run by ``nox`` with no arguments, and by CI): ``tests``
-(Numba JIT on), ``tests_nojit`` (``NUMBA_DISABLE_JIT=1``: the plain-Python
-reference implementations), ``plugins`` (every package under ``plugins/``) and
-``lint``. Slow sessions (``bench``, ``train_demo``) only run when named.
+Default sessions (run by ``nox`` with no arguments, and by CI): ``tests`` and
+``lint``. ``tests`` runs, in one virtualenv, the suite with Numba kernels
+compiled, the same suite again with ``NUMBA_DISABLE_JIT=1`` (the plain-Python
+reference implementations), and the tests of every plugin package under
+``plugins/``. One environment, because each one holds a CPU build of torch
+(about 1.7 GB): CI machines with little free disk ran out of space creating the
+second one. ``tests_jit``, ``tests_nojit`` and ``plugins`` run one part each
+when named (each in its own environment). Slow sessions (``bench``,
+``train_demo``) only run when named.
 
 Every session installs the CPU build of torch *first*: any other torch spec can
 pull a multi-GB CUDA build.
@@ -15,7 +20,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests", "tests_nojit", "plugins", "lint"]
+nox.options.sessions = ["tests", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
 TORCH = "torch==2.13.0"
@@ -29,32 +34,54 @@ def install_project(session: nox.Session, *extras: str) -> None:
     session.install("-e", spec)
 
 
-@nox.session
-def tests(session: nox.Session) -> None:
-    """The test suite with Numba kernels compiled."""
-    install_project(session, "dev", "bench")
-    session.run("pytest", "-q", *session.posargs, env=THREADS)
+def plugin_packages() -> list[Path]:
+    return sorted(p for p in (ROOT / "plugins").glob("*") if (p / "pyproject.toml").exists())
 
 
-@nox.session
-def tests_nojit(session: nox.Session) -> None:
-    """The test suite on the plain-Python reference path of every Numba kernel."""
-    install_project(session, "dev", "bench")
-    session.run("pytest", "-q", *session.posargs, env={**THREADS, "NUMBA_DISABLE_JIT": "1"})
+def run_suite(session: nox.Session, *, jit: bool) -> None:
+    env = THREADS if jit else {**THREADS, "NUMBA_DISABLE_JIT": "1"}
+    session.run("pytest", "-q", *session.posargs, env=env)
 
 
-@nox.session
-def plugins(session: nox.Session) -> None:
-    """Install every plugin package under plugins/ and run its own tests."""
-    packages = sorted(p for p in (ROOT / "plugins").glob("*") if (p / "pyproject.toml").exists())
-    if not packages:
-        session.skip("no plugin packages under plugins/")
-    install_project(session, "dev")
+def run_plugin_suites(session: nox.Session, packages: list[Path]) -> None:
     for pkg in packages:
         session.install("-e", str(pkg))
     for pkg in packages:
         if (pkg / "tests").exists():
             session.run("pytest", "-q", str(pkg / "tests"), env=THREADS)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Everything CI checks, in one environment: JIT suite, no-JIT suite, plugin suites."""
+    install_project(session, "dev", "bench")
+    run_suite(session, jit=True)
+    run_suite(session, jit=False)
+    run_plugin_suites(session, plugin_packages())
+
+
+@nox.session(default=False)
+def tests_jit(session: nox.Session) -> None:
+    """The test suite with Numba kernels compiled."""
+    install_project(session, "dev", "bench")
+    run_suite(session, jit=True)
+
+
+@nox.session(default=False)
+def tests_nojit(session: nox.Session) -> None:
+    """The test suite on the plain-Python reference path of every Numba kernel."""
+    install_project(session, "dev", "bench")
+    run_suite(session, jit=False)
+
+
+@nox.session(default=False)
+def plugins(session: nox.Session) -> None:
+    """Install every plugin package under plugins/ and run its own tests."""
+    packages = plugin_packages()
+    if not packages:
+        session.skip("no plugin packages under plugins/")
+    install_project(session, "dev")
+    run_plugin_suites(session, packages)
 
 
 @nox.session
