@@ -219,6 +219,30 @@ def test_a_length_criterion_counts_right_padding_as_in_hf():
     assert [len(s.sequences[0]) for s in out.per_sequence] == [8, 10]  # 4 new tokens after 4 + 2 padding
 
 
+def test_prefix_allowed_tokens_fn_sees_right_padding_as_in_hf():
+    """HF's prefix function gets the row as HF holds it: a right-padded row's padding lies between its
+    prompt and its new tokens (the function once saw only the left padding)."""
+    model = cached_model("llama", eos=EOS)
+    ids = torch.tensor([[5, 6, 7, 8, PAD, PAD], [9, 10, 11, 12, 13, 14]])
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1] * 6])
+    seen: list[tuple[int, list[int]]] = []
+
+    def allowed(batch_id: int, row: torch.Tensor) -> list[int]:
+        seen.append((batch_id, row.tolist()))
+        return [20 + int(row[-1]) % 7, 30 + len(row) % 5, EOS]  # depends on the last token and the length
+
+    expected = model.generate(ids, attention_mask=mask, do_sample=False, eos_token_id=EOS, pad_token_id=PAD,
+                              max_new_tokens=3, prefix_allowed_tokens_fn=allowed)
+    hf_rows = sorted(seen)
+    seen.clear()
+    out = draftkit.SpeculativeDecoder(model, source="pld").generate(
+        ids, attention_mask=mask, eos_token_id=EOS, pad_token_id=PAD, max_new_tokens=3,
+        prefix_allowed_tokens_fn=allowed)
+    assert out.sequences.tolist() == expected.tolist()
+    assert [5, 6, 7, 8, PAD, PAD] in [row for batch_id, row in seen if batch_id == 0]
+    assert set(map(str, sorted(seen))) <= set(map(str, hf_rows))  # no row HF would not have shown
+
+
 def test_no_pad_token_is_needed_when_no_row_can_end_early():
     model = cached_model("llama")  # no EOS, no pad
     out = draftkit.PlainDecoder(model).generate([[5, 6, 7], [8, 9, 10]], max_new_tokens=6, eos_token_id=None)

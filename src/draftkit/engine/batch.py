@@ -107,9 +107,10 @@ def batch_layout(input_ids: Any, options: dict[str, Any], model: Any) -> BatchLa
         if criteria:  # HF's criteria see the padded row (left padding first, right padding before the answer)
             row["stopping_criteria"] = [
                 PaddedRowCriterion(c, ids[i, :first], ids[i, last + 1 :], last + 1 - first) for c in criteria]
-        if allowed is not None:  # and HF's prefix function gets the row's index and padded row
+        if allowed is not None:  # and HF's prefix function gets the row's index and the same padded row
             row["prefix_allowed_tokens_fn"] = (
-                _PaddedRowPrefixFunction(allowed, i, ids[i, :first]) if callable(allowed) else allowed
+                _PaddedRowPrefixFunction(allowed, i, ids[i, :first], ids[i, last + 1 :], last + 1 - first)
+                if callable(allowed) else allowed
             )
         row_options.append(row)
     prompts = tuple(ids[i, first : last + 1] for i, (first, last) in enumerate(spans))
@@ -119,13 +120,20 @@ def batch_layout(input_ids: Any, options: dict[str, Any], model: Any) -> BatchLa
 @dataclass(frozen=True)
 class _PaddedRowPrefixFunction:
     """A user's ``prefix_allowed_tokens_fn`` called as ``model.generate`` calls it for a batch row:
-    with the row's index in the (sample-expanded) batch and the row with its left padding."""
+    with the row's index in the (sample-expanded) batch and the row as HF holds it (left padding
+    first, right padding between the prompt, ``prompt_length`` tokens, and the new tokens), the
+    row :class:`PaddedRowCriterion` shows stopping criteria."""
 
     function: Any
     row: int
     left_padding: torch.Tensor
+    right_padding: torch.Tensor | None = None
+    prompt_length: int = 0
 
     def __call__(self, batch_id: int, input_ids: torch.Tensor) -> Any:
+        if self.right_padding is not None and self.right_padding.numel():
+            cut = self.prompt_length
+            input_ids = torch.cat([input_ids[:cut], self.right_padding.to(input_ids), input_ids[cut:]], dim=-1)
         if self.left_padding.numel():
             input_ids = torch.cat([self.left_padding.to(input_ids), input_ids], dim=-1)
         return self.function(self.row, input_ids)

@@ -162,10 +162,11 @@ class TargetSession:
         """Fill the cache with every prompt token but the last.
 
         ``defer=True`` runs the prefill as part of the first :meth:`forward_tree`
-        (one forward pass fewer per request) when the model allows it and the
-        prompt is at most :data:`FUSED_PREFILL_MAX` tokens; until then the cache
-        is empty, so only callers that do not read the cache before the first
-        step (sources that do not run the target) may defer.
+        (one forward pass fewer per request) when the prompt is at most
+        :data:`FUSED_PREFILL_MAX` tokens; until then the cache is empty, so only
+        callers that do not read the cache before the first step (sources that
+        do not run the target) may defer. Whether the model's fused step is
+        exact is :meth:`TargetModel.start`'s decision (``can_fuse_prefill``).
         """
         from transformers.cache_utils import DynamicCache
 
@@ -173,7 +174,7 @@ class TargetSession:
         self._layout = None
         self._deferred = None
         prefix = prompt[:-1]
-        if defer and prefix.numel() > 0 and prompt.numel() <= FUSED_PREFILL_MAX and self.owner.can_fuse_prefill:
+        if defer and prefix.numel() > 0 and prompt.numel() <= FUSED_PREFILL_MAX:
             self._deferred = prefix.to(self.device)
             return
         if prefix.numel():
@@ -461,7 +462,6 @@ class TargetModel:
         tokens = [6 % vocab, 7 % vocab, 8 % vocab]
         tree = TokenTree.from_parents(tokens, [-1, 0, 1] if self.chain_only else [-1, -1, 0])
         rows = []
-        self.can_fuse_prefill = True  # for the probe's own sessions; the caller sets the verdict
         try:
             for defer in (False, True):
                 session = TargetSession(self)
@@ -561,9 +561,9 @@ class TargetModel:
         """Open a session for a request and prefill its prompt (all tokens but the last).
 
         ``defer_prefill``: run the prefill inside the first step's forward (see
-        :meth:`TargetSession.prefill`)."""
+        :meth:`TargetSession.prefill`) if this model's fused step was found exact."""
         session = TargetSession(self)
-        session.prefill(prompt, defer=defer_prefill)
+        session.prefill(prompt, defer=defer_prefill and self.can_fuse_prefill)
         self._session = session
         return session
 
