@@ -132,12 +132,43 @@ def test_stop_strings_need_a_tokenizer(model):
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"temperature": 0.0}, "temperature"),
+    ({"temperature": "hot"}, "temperature must be a number"),
     ({"top_p": 1.5}, "top_p"),
     ({"top_k": -1}, "top_k"),
+    ({"top_k": 5.0}, "top_k must be an integer"),
+    ({"top_k": True}, "top_k must be an integer"),
+    ({"seed": "abc"}, "seed must be an integer"),
 ])
 def test_bad_sampling_parameters(model, kwargs, match):
     with pytest.raises(InvalidInputError, match=match):
         draftkit.SpeculativeDecoder(model).generate([[1, 2]], max_new_tokens=3, do_sample=True, **kwargs)
+    if "seed" in kwargs:  # a batch checks it too, before adding each row's index
+        with pytest.raises(InvalidInputError, match=match):
+            draftkit.SpeculativeDecoder(model).generate([[1, 2], [3, 4]], max_new_tokens=3, do_sample=True,
+                                                        pad_token_id=0, **kwargs)
+
+
+@pytest.mark.parametrize("options", [{"eos_token_id": "a"}, {"eos_token_id": [1, 2.5]}, {"stop_token_ids": ["x"]}])
+def test_token_ids_that_are_not_integers_are_refused_by_name(model, options):
+    (name,) = options
+    with pytest.raises(InvalidInputError, match=f"{name} must be a token id or a list of token ids"):
+        draftkit.SpeculativeDecoder(model).generate([[1, 2]], max_new_tokens=3, **options)
+
+
+def test_greedy_decoding_ignores_sampling_settings_as_hf_does(model):
+    """A checkpoint whose generation config says temperature=0 (common for greedy models) was refused;
+    model.generate ignores every sampling setting when it does not sample, and so does draftkit."""
+    import copy
+
+    tuned = copy.deepcopy(model)
+    tuned.generation_config.temperature = 0.0
+    tuned.generation_config.do_sample = False
+    prompt = torch.tensor([[5, 6, 7, 5, 6]])
+    expected = tuned.generate(prompt, max_new_tokens=6, do_sample=False, eos_token_id=None)
+    for options in ({}, {"do_sample": False}, {"temperature": 0.0, "top_p": 5.0, "top_k": 0}):
+        for decoder in (draftkit.PlainDecoder(tuned), draftkit.SpeculativeDecoder(tuned, source="pld")):
+            out = decoder.generate(prompt, max_new_tokens=6, eos_token_id=None, **options)
+            assert out.sequences.tolist() == expected.tolist(), options
 
 
 def test_encoder_decoder_model_is_refused():

@@ -16,6 +16,7 @@ of a tree (the root is *not* a node), ``V`` the vocabulary size of the logits.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -282,8 +283,12 @@ class SamplingParams:
                 f"temperature must be a positive number, got {self.temperature}; "
                 "use do_sample=False for greedy decoding"
             )
-        if self.top_k is not None and self.top_k < 1:
-            raise InvalidInputError(f"top_k must be >= 1 (or None), got {self.top_k}")
+        if self.top_k is not None and (
+            isinstance(self.top_k, bool) or not isinstance(self.top_k, numbers.Integral) or self.top_k < 1
+        ):
+            raise InvalidInputError(f"top_k must be an integer >= 1 (or None), got {self.top_k!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral)):
+            raise InvalidInputError(f"seed must be an integer (or None), got {self.seed!r}")
         if self.top_p is not None and not (0.0 <= self.top_p <= 1.0):  # 0: the likeliest token only, as in HF
             raise InvalidInputError(f"top_p must be in [0, 1], got {self.top_p}")
         if self.min_p is not None and not (0.0 <= self.min_p <= 1.0):

@@ -78,6 +78,8 @@ def batch_layout(input_ids: Any, options: dict[str, Any], model: Any) -> BatchLa
     samples = _check_samples(samples, options, settings)
     options.pop("attention_mask", None)
     pad, seed = options.pop("pad_token_id", UNSET), options.pop("seed", None)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise InvalidInputError(f"seed must be an integer (or None), got {seed!r}")
     options["num_return_sequences"] = 1  # each row is one sequence (this also overrides the config's)
     eos = _resolve_eos(view, options.get("eos_token_id", UNSET))
     if pad is UNSET:  # an explicit None means no pad id, as in HF (the first EOS id pads)

@@ -124,15 +124,28 @@ def default_eos_ids(model: torch.nn.Module) -> frozenset[int]:
     return _id_set(getattr(getattr(model, "config", None), "eos_token_id", None))
 
 
-def _id_set(ids: Any) -> frozenset[int]:
-    """Token ids given as None, one id, a list or a tensor, as a set."""
+def _id_set(ids: Any, name: str = "eos_token_id") -> frozenset[int]:
+    """Token ids given as None, one id, a list or a tensor, as a set (anything else: a clear error)."""
     if ids is None:
         return frozenset()
     if isinstance(ids, torch.Tensor):
         ids = ids.reshape(-1).tolist()
-    if isinstance(ids, (int, np.integer)):
-        return frozenset({int(ids)})
-    return frozenset(int(e) for e in ids)
+    items = [ids] if isinstance(ids, (int, np.integer, str, bytes)) or not hasattr(ids, "__iter__") else list(ids)
+    bad = [e for e in items if isinstance(e, bool) or not isinstance(e, (int, np.integer))]
+    if bad:
+        raise InvalidInputError(f"{name} must be a token id or a list of token ids (integers), got {ids!r}")
+    return frozenset(int(e) for e in items)
+
+
+def _optional_number(name: str, value: Any) -> float | None:
+    return None if value is None else _number(name, value)
+
+
+def _number(name: str, value: Any) -> float:
+    """A sampling setting that must be a real number, as a float (else a clear error)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InvalidInputError(f"{name} must be a number, got {value!r}")
+    return float(value)
 
 
 #: Hugging Face's values for sampling options that neither the call nor the
@@ -309,14 +322,18 @@ def plan_request(
     pick = lambda value, name: defaults[name] if value is UNSET else value  # noqa: E731
     if do_sample is UNSET:  # like model.generate: the model's generation config decides
         do_sample = default_do_sample(model)
-    temperature = pick(temperature, "temperature")
+    if do_sample:
+        temperature, top_k, top_p, min_p = (pick(temperature, "temperature"), pick(top_k, "top_k"),
+                                            pick(top_p, "top_p"), pick(min_p, "min_p"))
+    else:  # as in model.generate, greedy decoding ignores the sampling settings (a config's temperature=0 too)
+        temperature, top_k, top_p, min_p = None, None, None, None
     sampling = SamplingParams(
         do_sample=bool(do_sample),
-        temperature=1.0 if temperature is None else float(temperature),
-        top_k=pick(top_k, "top_k") or None,  # HF: 0 disables top-k
-        top_p=pick(top_p, "top_p"),
-        min_p=pick(min_p, "min_p"),
-        repetition_penalty=pick(repetition_penalty, "repetition_penalty"),
+        temperature=1.0 if temperature is None else _number("temperature", temperature),
+        top_k=top_k or None,  # HF: 0 disables top-k
+        top_p=_optional_number("top_p", top_p),
+        min_p=_optional_number("min_p", min_p),
+        repetition_penalty=_optional_number("repetition_penalty", pick(repetition_penalty, "repetition_penalty")),
         seed=seed,
     )
     vocab = target.vocab_size
@@ -324,7 +341,7 @@ def plan_request(
     if bad.numel():
         raise InvalidInputError(f"prompt token id {int(bad[0])} is outside the model's vocabulary [0, {vocab})")
     target.check_length(int(prompt.numel()), max_new_tokens, tree_nodes)
-    extra_stops = frozenset(int(t) for t in (stop_token_ids or ()))
+    extra_stops = _id_set(stop_token_ids, "stop_token_ids")
     stop_ids = _resolve_eos(model, eos_token_id) | extra_stops
     matcher = _resolve_stop_strings(model, stop_strings, tokenizer if tokenizer is not None else default_tokenizer)
     if "stop_strings" in replacing:
