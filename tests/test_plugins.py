@@ -113,6 +113,54 @@ def draftkit_register_tree_builders(register):
     assert "pld" in registry.names("source")
 
 
+def test_a_plugin_calling_sys_exit_at_import_is_a_named_failure(site):
+    """SystemExit is not an Exception: such a plugin once ended every program that built a registry."""
+    install_plugin(site, "draftkit-exits", "exits", "dk_exit_plugin", "import sys\nsys.exit('needs CUDA')\n")
+    install_plugin(site, "draftkit-repeat", "repeat", "dk_repeat_plugin4", GOOD_PLUGIN)
+    with pytest.warns(UserWarning, match="'exits'.*SystemExit: needs CUDA"):
+        registry = build_registry()
+    assert [f.plugin for f in registry.failures] == ["exits"]
+    assert {"repeat", "pld"} <= set(registry.names("source"))
+
+
+PLD_REPLACEMENT = '''
+import draftkit
+from draftkit.sources.pld import PromptLookup
+
+
+class MyLookup(PromptLookup):
+    pass
+
+
+@draftkit.hookimpl
+def draftkit_register_sources(register):
+    register("pld", MyLookup)
+'''
+
+
+def test_a_plugin_part_with_a_built_in_name_replaces_it_and_says_so(site):
+    """The built-in once won over the plugin (the registry read the plugins newest first) while the
+    warning said the opposite."""
+    install_plugin(site, "draftkit-mypld", "mypld", "dk_mypld_plugin", PLD_REPLACEMENT)
+    with pytest.warns(UserWarning, match="source 'pld' from plugin 'mypld' replaces the one from 'draftkit.builtin'"):
+        registry = build_registry()
+    assert registry.info("source", "pld").plugin == "mypld"
+    assert type(registry.source("pld")).__name__ == "MyLookup"
+
+
+def test_a_failing_plugin_gives_back_the_parts_it_replaced(site):
+    code = PLD_REPLACEMENT + '''
+
+@draftkit.hookimpl
+def draftkit_register_verifiers(register):
+    raise RuntimeError("bad config")
+'''
+    install_plugin(site, "draftkit-badpld", "badpld", "dk_badpld_plugin", code)
+    with pytest.warns(UserWarning, match="'badpld'.*bad config"):
+        registry = build_registry()
+    assert registry.info("source", "pld").plugin == "draftkit.builtin"  # not gone with the plugin
+
+
 def test_block_list_and_autoload_switch(site, monkeypatch):
     install_plugin(site, "draftkit-repeat", "repeat", "dk_repeat_plugin3", GOOD_PLUGIN)
     monkeypatch.setenv("DRAFTKIT_BLOCK_PLUGINS", "repeat")

@@ -193,8 +193,8 @@ def make_plugin_manager(
                     continue  # one module listed by two entry points
                 _check_hook_names(plugin)
                 pm.register(plugin, name=name)
-            except Exception as exc:  # a broken plugin must not take the others down
-                failures.append(PluginFailure(name, dist, "import", f"{type(exc).__name__}: {exc}"))
+            except (Exception, SystemExit) as exc:  # a broken plugin (even one calling sys.exit) must not
+                failures.append(PluginFailure(name, dist, "import", f"{type(exc).__name__}: {exc}"))  # stop the rest
                 continue
             if name != ep.name:
                 warnings.warn(
@@ -248,31 +248,39 @@ def build_registry(
     loaded = make_plugin_manager(load_entry_points=load_entry_points, extra_plugins=extra_plugins)
     pm = loaded.manager
     registry = Registry(failures=list(loaded.failures), not_loaded=loaded.not_loaded)
+    # Per plugin: the earlier parts its own parts took the place of, to give back if it fails later.
+    replaced_by: dict[str, dict[tuple[str, str], PartInfo]] = {}
     for kind, hook_name in _HOOKS.items():
         hook = getattr(pm.hook, hook_name)
-        for impl in reversed(hook.get_hookimpls()):  # registration order: built-ins first
+        # Registration order (pluggy lists implementations oldest first): built-ins, then entry-point
+        # plugins, then in-process ones, so a plugin's part of a taken name replaces the earlier one.
+        for impl in hook.get_hookimpls():
             plugin_name = impl.plugin_name
             dist = loaded.distributions.get(plugin_name, "?")
             if any(f.plugin == plugin_name for f in registry.failures):
                 continue
+            replaced = replaced_by.setdefault(plugin_name, {})
 
-            def register(name: str, factory: Callable[..., Any], *, _p=plugin_name, _d=dist, _k=kind) -> None:
+            def register(name: str, factory: Callable[..., Any], *, _p=plugin_name, _d=dist, _k=kind,
+                         _replaced=replaced) -> None:
                 if not isinstance(name, str) or not name:
                     raise PluginError(f"plugin {_p!r} registered a {_k} with an invalid name {name!r}")
                 if not callable(factory):
                     raise PluginError(f"plugin {_p!r} registered {_k} {name!r} with a non-callable factory")
+                earlier = registry.parts[_k].get(name)
+                if earlier is not None and earlier.plugin != _p:
+                    _replaced.setdefault((_k, name), earlier)
                 registry.add(PartInfo(_k, name, factory, _p, _d))
 
             try:
                 impl.function(register=register)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 registry.failures.append(
                     PluginFailure(plugin_name, dist, f"register {kind}", f"{type(exc).__name__}: {exc}")
                 )
-                # Drop whatever this plugin registered before failing: half a plugin is worse than none.
-                for table in registry.parts.values():
-                    for part_name in [n for n, i in table.items() if i.plugin == plugin_name]:
-                        del table[part_name]
+                # Drop whatever this plugin registered before failing (half a plugin is worse than
+                # none), and give back the parts it had replaced.
+                _drop_plugin_parts(registry, plugin_name, replaced)
     for failure in registry.failures:
         warnings.warn(
             f"draftkit plugin {failure.plugin!r} (package {failure.distribution}) failed at "
@@ -281,6 +289,16 @@ def build_registry(
             stacklevel=2,
         )
     return registry
+
+
+def _drop_plugin_parts(registry: Registry, plugin_name: str, replaced: dict[tuple[str, str], PartInfo]) -> None:
+    for kind, table in registry.parts.items():
+        for part_name in [n for n, i in table.items() if i.plugin == plugin_name]:
+            earlier = replaced.get((kind, part_name))
+            if earlier is None:
+                del table[part_name]
+            else:
+                table[part_name] = earlier
 
 
 @functools.lru_cache(maxsize=1)
