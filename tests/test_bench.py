@@ -173,3 +173,34 @@ def test_a_method_whose_state_cannot_be_copied_still_runs_its_repeats():
         run_benchmark([method], [PromptCase(id="0", text="0", category="x")], lambda t: torch.tensor([[0]]),
                       BenchConfig(settings=GenSettings(max_new_tokens=1), repeats=2, warmup=False), progress=False)
     assert method.runs == 2
+
+
+def test_corpus_artefacts_use_the_models_own_eos_to_separate_documents():
+    """The bench once split the corpus with the demo tokenizer's EOS token, which another model's
+    tokenizer lacks: `draftkit bench --model PATH` stopped with a TypeError building ADED's matrix."""
+    import numpy as np
+
+    from draftkit.bench.corpus import corpus_documents
+    from draftkit.demo.tokenizer import encode_documents
+
+    tok = char_tokenizer()
+    texts = ["def f():", "", "x = 1"]
+    stream = encode_documents(tok, texts, separator_id=tok.eos_token_id)
+    assert stream[0] == tok.eos_token_id and stream[-1] == tok.eos_token_id
+    docs = corpus_documents(stream, tok.eos_token_id)
+    assert [tok.decode(d.tolist()) for d in docs] == ["def f():", "x = 1"]
+    assert all(d.dtype == np.int64 for d in docs)
+    with pytest.raises(ValueError, match="separator_id"):
+        encode_documents(tok, texts)  # no demo EOS token in this vocabulary, and no separator given
+
+
+def test_a_tokenizer_without_eos_runs_the_bench_without_corpus_artefacts(tmp_path):
+    from draftkit.bench.corpus import corpus_sources_for
+    from draftkit.plugins import build_registry
+
+    tok = char_tokenizer()
+    tok.eos_token = None
+    said: list[str] = []
+    factories = corpus_sources_for(tok, build_registry(load_entry_points=False), len(tok), tmp_path, log=said.append)
+    assert factories == {} and "no EOS token" in said[0]
+    assert not any(tmp_path.iterdir())  # nothing tokenised or built

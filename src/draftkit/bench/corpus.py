@@ -34,7 +34,7 @@ def corpus_tokens(tokenizer: Any, cache_dir: Path) -> Any:
     if path.exists():
         return np.load(path, mmap_mode="r")
     split = load_corpus()
-    tokens = encode_documents(tokenizer, [f.text for f in split.train])
+    tokens = encode_documents(tokenizer, [f.text for f in split.train], separator_id=tokenizer.eos_token_id)
     np.save(path, tokens)
     return tokens
 
@@ -54,6 +54,10 @@ def corpus_sources_for(
     """Factories for the registered sources that need corpus artefacts (built once, then cached)."""
     from ..fingerprint import tokenizer_fingerprint
 
+    if getattr(tokenizer, "eos_token_id", None) is None:  # the corpus' documents are EOS-separated
+        log("the tokenizer has no EOS token: ADED and retrieval run without the demo corpus "
+            "(ADED learns from the prompts and answers only; retrieval drafts from the prompt)")
+        return {}
     fp = tokenizer_fingerprint(tokenizer)
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
     folder = folder / "bench" / fp.split(":")[-1][:16]
@@ -75,8 +79,9 @@ def corpus_sources_for(
 
             path = folder / "corpus.aded"
             if not path.exists():
+                documents = docs()
                 log("building the ADED tri-gram matrix from the demo corpus ...")
-                save_matrix(build_matrix(docs(), vocab_size, fingerprint=fp), path)
+                save_matrix(build_matrix(documents, vocab_size, fingerprint=fp), path)
             return Aded.load(path, tokenizer=tokenizer)
 
         factories["aded"] = make_aded
@@ -86,8 +91,9 @@ def corpus_sources_for(
 
             path = folder / "corpus.store"
             if not path.exists():
+                documents = docs()
                 log("building the retrieval datastore from the demo corpus ...")
-                build_datastore(path, docs(), vocab_size, tokenizer_fingerprint=fp,
+                build_datastore(path, documents, vocab_size, tokenizer_fingerprint=fp,
                                 source_description="draftkit demo corpus (stdlib training split)")
             return Rest.open(path, tokenizer=tokenizer)
 

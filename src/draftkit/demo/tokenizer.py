@@ -81,6 +81,7 @@ def encode_documents(
     texts: Sequence[str],
     *,
     batch_size: int = 256,
+    separator_id: int | None = None,
 ) -> np.ndarray:
     """Encode ``texts`` into one token stream, each document preceded by EOS.
 
@@ -90,18 +91,28 @@ def encode_documents(
     end is followed by EOS. Uses the Rust batch encoder (fast; it runs in
     parallel unless ``TOKENIZERS_PARALLELISM=false``). Returns ``uint16`` when
     the vocabulary fits, halving the cache size, else ``int32``.
+
+    ``separator_id``: the EOS id of another tokenizer than the demo's (whose
+    EOS is :data:`EOS_TOKEN`). A tokenizer without the Rust backend (a "slow"
+    one) encodes through its own ``__call__``.
     """
     import numpy as np
 
-    eos_id = tokenizer.convert_tokens_to_ids(EOS_TOKEN)
-    backend = tokenizer.backend_tokenizer
-    dtype = np.uint16 if len(tokenizer) <= 65536 else np.int32
+    eos_id = tokenizer.convert_tokens_to_ids(EOS_TOKEN) if separator_id is None else separator_id
+    if eos_id is None:
+        raise ValueError(f"the tokenizer has no {EOS_TOKEN!r} token: pass separator_id")
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    dtype = np.uint16 if max(len(tokenizer), int(eos_id) + 1) <= 65536 else np.int32
     parts: list[np.ndarray] = []
     sep = np.array([eos_id], dtype=dtype)
     for start in range(0, len(texts), batch_size):
         batch = list(texts[start : start + batch_size])
-        for enc in backend.encode_batch(batch, add_special_tokens=False):
+        if backend is not None:
+            encoded = [enc.ids for enc in backend.encode_batch(batch, add_special_tokens=False)]
+        else:
+            encoded = tokenizer(batch, add_special_tokens=False)["input_ids"]
+        for ids in encoded:
             parts.append(sep)
-            parts.append(np.asarray(enc.ids, dtype=dtype))
+            parts.append(np.asarray(ids, dtype=dtype))
     parts.append(sep)
     return np.concatenate(parts)
