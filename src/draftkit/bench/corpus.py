@@ -55,8 +55,9 @@ def corpus_sources_for(
     from ..fingerprint import tokenizer_fingerprint
 
     if getattr(tokenizer, "eos_token_id", None) is None:  # the corpus' documents are EOS-separated
-        log("the tokenizer has no EOS token: ADED and retrieval run without the demo corpus "
-            "(ADED learns from the prompts and answers only; retrieval drafts from the prompt)")
+        log("the tokenizer has no EOS token to separate the demo corpus' files: ADED runs without the "
+            "corpus (it learns from the prompts and answers only) and retrieval, which needs a datastore, "
+            "is skipped")
         return {}
     fp = tokenizer_fingerprint(tokenizer)
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
