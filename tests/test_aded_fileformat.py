@@ -89,6 +89,12 @@ def test_bad_magic_refused(tmp_path, matrix):
         load_matrix(path)
 
 
+def test_a_folder_given_as_the_matrix_is_refused_by_name(tmp_path):
+    """A datastore's folder passed as ``matrix=`` once surfaced as a bare IsADirectoryError."""
+    with pytest.raises(CorruptDataFileError, match="is a folder, not an ADED matrix file"):
+        load_matrix(tmp_path)
+
+
 def test_wrong_version_refused(tmp_path, matrix):
     path = save_matrix(matrix, tmp_path / "m.aded")
     data = bytearray(path.read_bytes())

@@ -274,3 +274,20 @@ def test_plugin_failures_are_one_line_warnings_and_listed_once(monkeypatch, caps
               "raise SystemExit(cli.main(['plugins']))\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stderr == "draftkit: warning: plugin 'broken' failed at import\n"
+
+
+@pytest.mark.parametrize("command", ["generate", "bench"])
+@pytest.mark.parametrize("value", ["-1", "two"])
+def test_a_bad_thread_count_is_a_usage_error_not_a_traceback(capsys, command, value):
+    """``--threads -1`` once reached torch.set_num_threads and ended in a RuntimeError traceback."""
+    args = [command, "--model", "/nonexistent/model", "--threads", value] + (["x"] if command == "generate" else [])
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert "--threads" in capsys.readouterr().err
+
+
+def test_a_composite_option_without_its_member_names_the_members(capsys):
+    assert main(["generate", "--model", "demo", "--source", "pld+aded", "--source-option", "matrix=m.aded", "x"]) == 1
+    line = _one_line_error(capsys)
+    assert "prefix each option with the member it is for (pld, aded)" in line and ".matrix=m.aded" in line

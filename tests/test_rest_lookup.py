@@ -335,6 +335,24 @@ def test_store_with_ids_beyond_the_model_vocabulary_is_refused():
             source.propose(req)
 
 
+def test_a_store_is_judged_by_its_ids_when_the_decoder_prepares_it():
+    """A store declared for a bigger vocabulary whose ids all fit the model works; one whose ids do
+    not is refused naming its largest id and its declared vocabulary (the message once called the
+    largest id + 1 the store's vocabulary)."""
+    import draftkit
+    from draftkit.errors import MismatchedDataFileError
+    from helpers import cached_model
+
+    model = cached_model("llama")  # 97 logits
+    with tempfile.TemporaryDirectory() as tmp:
+        build_datastore(f"{tmp}/fits", [[5, 6, 7, 8, 5, 6, 7]], 300)
+        out = draftkit.SpeculativeDecoder(model, source=Rest.open(f"{tmp}/fits")).generate([[5, 6]], max_new_tokens=4)
+        assert out.sequences.shape[1] == 6
+        build_datastore(f"{tmp}/beyond", [[5, 6, 150]], 300)
+        with pytest.raises(MismatchedDataFileError, match="holds token id 150 \\(built for a vocabulary of 300"):
+            draftkit.SpeculativeDecoder(model, source=Rest.open(f"{tmp}/beyond"))
+
+
 def test_context_only_retrieval_hits_repeated_spans():
     source = Rest(None, include_context=True)
     ctx = np.asarray([5, 6, 7, 8, 9, 1, 2, 5, 6, 7], np.int64)

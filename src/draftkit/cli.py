@@ -65,17 +65,33 @@ def _source_spec(spec: str, options: dict[str, Any]) -> tuple[Any, dict[str, Any
         return spec, options or None
     from .plugins import default_registry
 
+    registry = default_registry()
     per_member: dict[str, dict[str, Any]] = {name: {} for name in names}
     for key, value in options.items():
         member, dot, option = key.partition(".")
         if not dot or member not in per_member:
+            option = key if not dot else option
+            takers = [n for n in names if _takes_option(registry, n, option)]
+            example = takers[0] if len(takers) == 1 else "MEMBER"
             raise InvalidInputError(
-                f"with the composite source {spec!r}, prefix each option with its member, "
-                f"e.g. {names[0]}.{key}={value}"
+                f"with the composite source {spec!r}, prefix each option with the member it is for "
+                f"({', '.join(names)}), e.g. {example}.{option}={value}"
             )
         per_member[member][option] = value
-    registry = default_registry()
     return [registry.source(name, **per_member[name]) if per_member[name] else name for name in names], None
+
+
+def _takes_option(registry: Any, source: str, option: str) -> bool:
+    """Whether the factory of the registered ``source`` names ``option`` among its parameters
+    (a factory that takes ``**options`` names none)."""
+    import inspect
+
+    try:
+        factory = registry.info("source", source).factory
+        parameter = inspect.signature(factory).parameters.get(option)
+    except (DraftkitError, TypeError, ValueError):
+        return False
+    return parameter is not None and parameter.kind is not inspect.Parameter.VAR_KEYWORD
 
 
 def _note(message: str) -> None:
@@ -360,6 +376,16 @@ def _budget(text: str) -> int | str:
     return value
 
 
+def _threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of threads, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("the number of threads must be >= 1 (0: torch's default)")
+    return value
+
+
 def _lazy(module: str, name: str) -> Any:
     """A subcommand function imported only when the subcommand runs."""
 
@@ -462,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="wrap the prompt as one user turn in the tokenizer's chat template (chat models)")
     gen.add_argument("--dtype", default="float32", choices=DTYPES,
                      help="weights and compute dtype of the model")
-    gen.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    gen.add_argument("--threads", type=_threads, default=0, help="torch threads (0: torch's default)")
     gen.set_defaults(func=cmd_generate)
 
     bench = sub.add_parser(
@@ -501,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "Spec-Bench questions are meant for it)")
     bench.add_argument("--dtype", default="float32", choices=DTYPES,
                        help="weights and compute dtype of the models")
-    bench.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    bench.add_argument("--threads", type=_threads, default=0, help="torch threads (0: torch's default)")
     bench.add_argument("--no-chart", action="store_true", help="do not draw chart.png")
     bench.add_argument("--strict", action="store_true", help="exit 1 if a draftkit output differs")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -87,17 +87,26 @@ def require_fingerprint(what: str, recorded: str | None, expected: str, fix: str
         )
 
 
-def check_built_for(what: str, recorded: str | None, tokenizer: Any, vocab_size: int, model_vocab: int) -> None:
+def check_built_for(what: str, recorded: str | None, tokenizer: Any, vocab_size: int, model_vocab: int,
+                    *, largest_id: int | None = None) -> None:
     """Refuse an artefact (``what``, e.g. "the ADED matrix m.aded") that was built for another tokenizer.
 
     ``recorded`` is the fingerprint stored at build time (``None`` or ``""``:
     unknown, only the vocabulary is checked); ``tokenizer`` may be ``None``
     (nothing to compare). ``vocab_size`` is the artefact's vocabulary,
-    ``model_vocab`` the model's number of logits.
+    ``model_vocab`` the model's number of logits. ``largest_id``: for an
+    artefact whose ids, not its declared vocabulary, must fit the model (a
+    retrieval datastore), the largest id it holds; ``vocab_size`` is then only
+    named in the message.
     """
     from .errors import MismatchedDataFileError
 
-    if vocab_size > model_vocab:
+    if largest_id is not None and largest_id >= model_vocab:
+        raise MismatchedDataFileError(
+            f"{what} holds token id {largest_id} (built for a vocabulary of {vocab_size} tokens), but the "
+            f"model has {model_vocab}; it was built for another tokenizer. Rebuild it with this model's tokenizer"
+        )
+    if largest_id is None and vocab_size > model_vocab:
         raise MismatchedDataFileError(
             f"{what} was built for a vocabulary of {vocab_size} tokens, but the model has {model_vocab}; "
             "it was built for another tokenizer. Rebuild it with this model's tokenizer"

@@ -106,6 +106,8 @@ def load_matrix(
         data = path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"no ADED matrix at {path}; {_REBUILD}") from None
+    except IsADirectoryError:  # e.g. a retrieval datastore's folder given as the matrix
+        raise CorruptDataFileError(f"{path} is a folder, not an ADED matrix file; {_REBUILD}") from None
     where = f"ADED matrix {path}"
     if len(data) < HEADER_SIZE:
         raise CorruptDataFileError(

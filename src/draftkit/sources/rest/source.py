@@ -129,7 +129,7 @@ class Rest:
         from ...fingerprint import check_built_for
 
         check_built_for(f"the datastore {self.store.path}", self.store.tokenizer_fingerprint, tokenizer,
-                        int(self.store.max_token_id) + 1, logits_size(model))
+                        int(self.store.vocab_size), logits_size(model), largest_id=int(self.store.max_token_id))
 
     def begin(self, prompt: np.ndarray) -> None:
         return None
