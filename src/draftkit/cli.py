@@ -364,26 +364,22 @@ def _unescape(text: str) -> str:
     return "".join(out)
 
 
-def _budget(text: str) -> int | str:
-    if text == "auto":
-        return text
+def _non_negative(text: str, expected: str, too_small: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
     if value < 0:
-        raise argparse.ArgumentTypeError("the budget must be >= 0")
+        raise argparse.ArgumentTypeError(too_small)
     return value
+
+
+def _budget(text: str) -> int | str:
+    return text if text == "auto" else _non_negative(text, "an integer or 'auto'", "the budget must be >= 0")
 
 
 def _threads(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of threads, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("the number of threads must be >= 1 (0: torch's default)")
-    return value
+    return _non_negative(text, "a whole number of threads", "the number of threads must be >= 1 (0: torch's default)")
 
 
 def _lazy(module: str, name: str) -> Any:
