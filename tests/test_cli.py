@@ -99,7 +99,7 @@ def test_user_errors_are_one_line_messages(tmp_path, capsys):
     for args, message in [
         (["--source-option", "max_ngram=abc", "x"], "max_ngram must be an integer"),
         (["--source", "aded", "--source-option", f"matrix={tmp_path / 'none.aded'}", "x"], "no ADED matrix"),
-        (["--source", "aded", "--source-option", f"matrix={tmp_path}", "x"], "directory"),
+        (["--source", "aded", "--source-option", f"matrix={tmp_path}", "x"], "is a folder, not an ADED matrix"),
         (["--source", "rest", "x"], "--source-option path=STORE"),
     ]:
         assert main(base + args) == 1

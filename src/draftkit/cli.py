@@ -82,16 +82,19 @@ def _source_spec(spec: str, options: dict[str, Any]) -> tuple[Any, dict[str, Any
 
 
 def _takes_option(registry: Any, source: str, option: str) -> bool:
-    """Whether the factory of the registered ``source`` names ``option`` among its parameters
-    (a factory that takes ``**options`` names none)."""
+    """Whether the registered ``source`` takes ``option``: its factory names it, or passes ``**options``
+    on to a class that does (asked by building the part without options; only for error messages)."""
     import inspect
 
     try:
-        factory = registry.info("source", source).factory
-        parameter = inspect.signature(factory).parameters.get(option)
-    except (DraftkitError, TypeError, ValueError):
+        parameters = inspect.signature(registry.info("source", source).factory).parameters
+        if option in parameters and parameters[option].kind is not inspect.Parameter.VAR_KEYWORD:
+            return True
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            return False
+        return option in inspect.signature(type(registry.source(source))).parameters
+    except Exception:  # a part that cannot be built without options: unknown
         return False
-    return parameter is not None and parameter.kind is not inspect.Parameter.VAR_KEYWORD
 
 
 def _note(message: str) -> None:
