@@ -204,3 +204,29 @@ def test_a_tokenizer_without_eos_runs_the_bench_without_corpus_artefacts(tmp_pat
     factories = corpus_sources_for(tok, build_registry(load_entry_points=False), len(tok), tmp_path, log=said.append)
     assert factories == {} and "no EOS token" in said[0]
     assert not any(tmp_path.iterdir())  # nothing tokenised or built
+
+
+def test_prompts_longer_than_the_context_are_skipped_and_the_others_fit_it(tmp_path, capsys):
+    """A model with a short context once stopped the whole benchmark at its first long prompt; and a
+    prompt near the window let HF generate run past the window where plain decoding stops."""
+    tok = char_tokenizer()
+    model = tiny_model("gpt2", vocab_size=len(tok), eos_token_id=tok.eos_token_id, context=40)
+    folder = tmp_path / "short-context"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    questions = tmp_path / "question.jsonl"
+    texts = ["abc abc abc", "x" * 60, "def f(x): return x" * 2]  # 11, 60 (too long) and 36 characters
+    questions.write_text("\n".join(json.dumps({"question_id": i, "category": "c", "turns": [t]})
+                                   for i, t in enumerate(texts)))
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="skipping 1 of 3 prompts longer than the model's context window \\(40"):
+        rc = main(["bench", "--model", str(folder), "--prompts", str(questions), "--methods", "hf,pld",
+                   "--max-new-tokens", "12", "--out", str(out), "--no-corpus", "--quiet", "--dtype", "float64",
+                   "--no-chart", "--strict"])
+    assert rc == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["meta"]["n_prompts"] == 2
+    runs = {(r["prompt"], r["method"]): r for r in results["runs"]}
+    assert {p for p, _ in runs} == {"0", "2"}
+    assert runs[("2", "plain")]["new_tokens"] == 40 + 1 - len(tok("def f(x): return x" * 2).input_ids)
+    assert all(r["match"] in (True, None) for r in results["runs"])

@@ -325,7 +325,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     temperature = 1.0 if args.temperature is None else args.temperature
     settings = GenSettings(max_new_tokens=args.max_new_tokens, do_sample=sampling,
                            temperature=temperature, top_p=args.top_p, seed=args.seed)
-    config = BenchConfig(settings=settings, repeats=args.repeats)
+    from .engine.model_config import context_window
+
+    config = BenchConfig(settings=settings, repeats=args.repeats, context_window=context_window(model.config))
 
     def encode(text: str) -> torch.Tensor:
         if args.chat or tokenizer.bos_token_id is not None:
@@ -340,7 +342,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     table = format_table(result)
     print(table)
     out = Path(args.out)
-    meta = {"model": args.model, "prompts": args.prompts, "n_prompts": len(prompts),
+    meta = {"model": args.model, "prompts": args.prompts, "n_prompts": len({r.prompt.id for r in result.runs}),
             "command": "draftkit " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("draftkit") else None}
     path = write_results(result, out, meta)
     write_answers(result, out, lambda ids: tokenizer.decode(ids, skip_special_tokens=True))

@@ -36,6 +36,10 @@ class BenchConfig:
     repeats: int = 1
     warmup: bool = True
     reference: str = "plain"  #: method whose outputs the others must match
+    #: The model's context window (None: unbounded). A prompt longer than it is skipped with a
+    #: warning; one that leaves less room than ``max_new_tokens`` gets fewer new tokens, the same for
+    #: every method (plain decoding stops at the window; HF ``generate`` would run past it).
+    context_window: int | None = None
 
 
 @dataclass
@@ -135,6 +139,7 @@ def run_benchmark(
     from tqdm.auto import tqdm
 
     encoded = [encode(p.text) for p in prompts]
+    prompts, encoded = _fitting(prompts, encoded, config.context_window)
     if config.warmup and prompts:
         warm = GenSettings(max_new_tokens=min(8, config.settings.max_new_tokens))
         for m in methods:
@@ -144,7 +149,7 @@ def run_benchmark(
     bar = tqdm(total=total, desc="bench", unit="run", disable=not progress, dynamic_ncols=True)
     for case, ids in zip(prompts, encoded, strict=True):
         settings = GenSettings(
-            max_new_tokens=config.settings.max_new_tokens,
+            max_new_tokens=_room(config.settings.max_new_tokens, int(ids.shape[-1]), config.context_window),
             stop_strings=case.stop_strings,
             do_sample=config.settings.do_sample,
             temperature=config.settings.temperature,
@@ -184,6 +189,29 @@ def run_benchmark(
             div = _first_divergence(r.result.new_tokens, ref)
             r.match, r.first_divergence = div is None, div
     return summarise(methods, runs, config)
+
+
+def _room(max_new_tokens: int, prompt_length: int, window: int | None) -> int:
+    """New tokens a prompt has room for: the last token needs no position, so a sequence may reach
+    ``window + 1`` tokens (what plain decoding produces before it stops at the window)."""
+    return max_new_tokens if window is None else max(1, min(max_new_tokens, window + 1 - prompt_length))
+
+
+def _fitting(prompts: Sequence[PromptCase], encoded: list[torch.Tensor],
+             window: int | None) -> tuple[list[PromptCase], list[torch.Tensor]]:
+    """The prompts that fit the context window, and a warning naming the others."""
+    if window is None:
+        return list(prompts), encoded
+    keep = [i for i, ids in enumerate(encoded) if int(ids.shape[-1]) <= window]
+    if len(keep) < len(prompts):
+        dropped = [prompts[i].id for i in range(len(prompts)) if i not in set(keep)]
+        if not keep:
+            raise InvalidInputError(f"every prompt is longer than the model's context window ({window} tokens); "
+                                    "use shorter prompts (--prompts) or a model with a longer context")
+        warnings.warn(f"skipping {len(dropped)} of {len(prompts)} prompts longer than the model's context window "
+                      f"({window} tokens): {', '.join(dropped[:10])}{' ...' if len(dropped) > 10 else ''}",
+                      stacklevel=3)
+    return [prompts[i] for i in keep], [encoded[i] for i in keep]
 
 
 def _ratio_median(num: dict[str, float], den: dict[str, float]) -> float | None:
