@@ -219,11 +219,11 @@ def test_prompts_longer_than_the_context_are_skipped_and_the_others_fit_it(tmp_p
     questions.write_text("\n".join(json.dumps({"question_id": i, "category": "c", "turns": [t]})
                                    for i, t in enumerate(texts)))
     out = tmp_path / "out"
-    with pytest.warns(UserWarning, match="skipping 1 of 3 prompts longer than the model's context window \\(40"):
-        rc = main(["bench", "--model", str(folder), "--prompts", str(questions), "--methods", "hf,pld",
-                   "--max-new-tokens", "12", "--out", str(out), "--no-corpus", "--quiet", "--dtype", "float64",
-                   "--no-chart", "--strict"])
+    rc = main(["bench", "--model", str(folder), "--prompts", str(questions), "--methods", "hf,pld",
+               "--max-new-tokens", "12", "--out", str(out), "--no-corpus", "--quiet", "--dtype", "float64",
+               "--no-chart", "--strict"])
     assert rc == 0
+    assert "skipping 1 of 3 prompts longer than the model's context window (40 tokens): 1" in capsys.readouterr().err
     results = json.loads((out / "results.json").read_text())
     assert results["meta"]["n_prompts"] == 2
     runs = {(r["prompt"], r["method"]): r for r in results["runs"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from draftkit.cli import main
@@ -132,3 +133,28 @@ def test_chat_without_a_template_is_a_clear_error(tmp_path, capsys):
     assert "no chat template" in capsys.readouterr().err
     assert main(["bench", "--model", str(tmp_path), "--chat", "--methods", "plain", "--no-corpus"]) != 0
     assert "no chat template" in capsys.readouterr().err
+
+
+def test_generate_takes_its_length_from_the_generation_config_unless_told(tmp_path, capsys):
+    """--max-new-tokens once always passed 128, so a model folder's generation_config length was ignored."""
+    tok, model = _model_dir(tmp_path)
+    model.generation_config.max_new_tokens = 7
+    model.generation_config.save_pretrained(tmp_path)
+    assert main(["generate", "--model", str(tmp_path), "--dtype", "float64", "abcab"]) == 0
+    assert "7 tokens in" in capsys.readouterr().err
+    assert main(["generate", "--model", str(tmp_path), "--dtype", "float64", "--max-new-tokens", "3", "abcab"]) == 0
+    assert "3 tokens in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags", [["--repeats", "0"], ["--max-new-tokens", "0"], ["--limit", "-2"]])
+def test_bench_counts_below_one_are_usage_errors(flags, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", *flags])
+    assert exit_info.value.code == 2 and flags[0] in capsys.readouterr().err
+
+
+def test_bench_refuses_an_output_path_that_is_a_file_before_any_work(tmp_path, capsys):
+    taken = tmp_path / "results"
+    taken.write_text("mine")
+    assert main(["bench", "--model", str(tmp_path / "no-model-here"), "--out", str(taken)]) == 1
+    assert "is a file" in capsys.readouterr().err and taken.read_text() == "mine"

@@ -235,16 +235,19 @@ def test_datastore_verify_with_another_tokenizer_advises_cli_steps(tmp_path, cap
                  "--no-progress"]) == 0
 
 
-def test_bench_names_the_prompt_longer_than_the_context(tmp_path, capsys):
+def test_bench_names_the_prompt_longer_than_the_context_and_runs_the_others(tmp_path, capsys):
     _model_dir(tmp_path / "model", context=32)
     questions = tmp_path / "question.jsonl"
     rows = [{"question_id": "short-one", "turns": ["abc"]}, {"question_id": "long-one", "turns": ["ab" * 40]}]
     questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["bench", "--model", str(tmp_path / "model"), "--prompts", str(questions), "--methods", "plain",
                  "--no-corpus", "--quiet", "--no-chart", "--max-new-tokens", "4",
-                 "--out", str(tmp_path / "out")]) == 1
-    line = _one_line_error(capsys)
-    assert "prompt long-one" in line and "context window" in line
+                 "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "skipping 1 of 2 prompts longer than the model's context window (32 tokens): long-one" in err
+    assert "Traceback" not in err
+    runs = json.loads((tmp_path / "out" / "results.json").read_text())["runs"]
+    assert {r["prompt"] for r in runs} == {"short-one"}
 
 
 def test_plugin_failures_are_one_line_warnings_and_listed_once(monkeypatch, capsys):

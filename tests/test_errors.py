@@ -213,3 +213,34 @@ def test_unsupported_hf_options_are_refused_by_name(model):
     draftkit.SpeculativeDecoder(model).generate([[1, 2]], max_new_tokens=3, num_beams=1, num_return_sequences=1)
     with pytest.raises(TypeError, match="unexpected keyword argument.*temprature"):
         draftkit.SpeculativeDecoder(model).generate([[1, 2]], max_new_tokens=3, temprature=0.5)
+
+
+def test_a_model_in_training_mode_with_dropout_is_told_to_call_eval():
+    """A model fresh from from_config is in training mode; with dropout on, the tree probes once
+    refused it as a model whose attention 'does not follow a 4-D mask'."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, attention_dropout=0.3)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).to(torch.float64)
+    assert model.training
+    with pytest.raises(InvalidInputError, match="training mode with dropout on \\(attention_dropout=0.3\\).*model.eval"):
+        draftkit.SpeculativeDecoder(model, source="pld")
+    decoder = draftkit.SpeculativeDecoder(model.eval(), source="pld")
+    prompt = torch.tensor([[5, 6, 7, 5, 6]])
+    expected = model.generate(prompt, max_new_tokens=6, do_sample=False, eos_token_id=None)
+    assert decoder.generate(prompt, max_new_tokens=6, eos_token_id=None).sequences.tolist() == expected.tolist()
+    model.train()  # back to training after the decoder was built: refused per request too
+    with pytest.raises(InvalidInputError, match="model.eval"):
+        decoder.generate(prompt, max_new_tokens=6)
+    model.eval()
+
+
+def test_training_mode_without_dropout_is_accepted(model):
+    model.train()
+    try:
+        out = draftkit.SpeculativeDecoder(model, source="pld").generate([[5, 6, 7, 5, 6]], max_new_tokens=4)
+        assert out.sequences.shape[1] == 9
+    finally:
+        model.eval()

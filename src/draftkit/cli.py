@@ -295,6 +295,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .plugins import build_registry
 
     _check_sampling_flags(args)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():  # say so before minutes of benchmarking, not after
+        raise InvalidInputError(f"--out {out} is a file; the benchmark writes a folder there")
     if args.threads:
         torch.set_num_threads(args.threads)
     model, tokenizer = load_model_and_tokenizer(args.model, args.dtype)
@@ -309,8 +312,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench.setup import check_method_names
 
     check_method_names(names, registry)
-    if args.limit is not None and args.limit < 1:
-        raise InvalidInputError(f"--limit must be >= 1, got {args.limit}")
     prompts = load_prompt_set(args.prompts, args.limit)
     corpus_sources = {}
     if not args.no_corpus:
@@ -338,10 +339,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(f"draftkit bench: {len(prompts)} prompts ({args.prompts}), {len(methods)} methods "
           f"({', '.join(m.name for m in methods)}), {args.max_new_tokens} new tokens, "
           f"{'sampling' if sampling else 'greedy'}, repeats {args.repeats}", file=sys.stderr)
-    result = run_benchmark(methods, prompts, encode, config, progress=not args.quiet)
+    result = run_benchmark(methods, prompts, encode, config, progress=not args.quiet,
+                           warn=lambda m: print(f"draftkit bench: {m}", file=sys.stderr))
     table = format_table(result)
     print(table)
-    out = Path(args.out)
     meta = {"model": args.model, "prompts": args.prompts, "n_prompts": len({r.prompt.id for r in result.runs}),
             "command": "draftkit " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("draftkit") else None}
     path = write_results(result, out, meta)
@@ -369,22 +370,26 @@ def _unescape(text: str) -> str:
     return "".join(out)
 
 
-def _non_negative(text: str, expected: str, too_small: str) -> int:
+def _whole_number(text: str, expected: str, too_small: str, minimum: int = 0) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-    if value < 0:
+    if value < minimum:
         raise argparse.ArgumentTypeError(too_small)
     return value
 
 
 def _budget(text: str) -> int | str:
-    return text if text == "auto" else _non_negative(text, "an integer or 'auto'", "the budget must be >= 0")
+    return text if text == "auto" else _whole_number(text, "an integer or 'auto'", "the budget must be >= 0")
+
+
+def _positive(text: str) -> int:
+    return _whole_number(text, "a whole number", "must be >= 1", minimum=1)
 
 
 def _threads(text: str) -> int:
-    return _non_negative(text, "a whole number of threads", "the number of threads must be >= 1 (0: torch's default)")
+    return _whole_number(text, "a whole number of threads", "the number of threads must be >= 1 (0: torch's default)")
 
 
 def _lazy(module: str, name: str) -> Any:
@@ -456,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
         "generate", help="stream a completion and print decoding statistics",
         description="Generate a continuation of PROMPT with speculative decoding, streaming the text to "
         "stdout and the statistics (tokens per step, acceptance, time split) to stderr.",
+        formatter_class=_DefaultsHelpFormatter,
     )
     gen.add_argument("prompt", help="prompt text, or - to read it from stdin")
     gen.add_argument("--model", default="demo", help="model folder, or 'demo' for the shipped demo model")
@@ -468,7 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--budget", type=_budget, default="auto",
                      help="draft nodes verified per step: an integer, or 'auto' to pick per step from the "
                      "model's measured verify cost")
-    gen.add_argument("--max-new-tokens", type=int, default=128, help="never more new tokens than this")
+    gen.add_argument("--max-new-tokens", type=_positive, default=None,
+                     help="never more new tokens than this (default: the model's generation_config "
+                     "max_new_tokens or max_length, as model.generate; else 128)")
     gen.add_argument("--temperature", type=float,
                      help="sample with this temperature; 0 decodes greedily (default: greedy, unless the "
                      "model's generation_config sets do_sample, as model.generate does)")
@@ -508,15 +516,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--prompts", default="quick",
                        help="quick (20 HumanEval), humaneval (164), stdlib (held-out library files), mixed, "
                        "or a Spec-Bench question.jsonl")
-    bench.add_argument("--limit", type=int, help="use at most this many prompts")
+    bench.add_argument("--limit", type=_positive, help="use at most this many prompts")
     bench.add_argument("--methods", help="comma-separated subset, e.g. plain,hf,pld,aded; 'a+b' is a composite "
                        "source; 'oracle' drafts plain decoding's own answer, the ceiling of any source "
                        "(default: all)")
-    bench.add_argument("--max-new-tokens", type=int, default=128, help="new tokens per prompt (at most)")
+    bench.add_argument("--max-new-tokens", type=_positive, default=128, help="new tokens per prompt (at most)")
     bench.add_argument("--temperature", type=float, help="sample at this temperature; 0 is greedy (default: greedy)")
     bench.add_argument("--top-p", type=float, help="nucleus sampling (implies sampling)")
     bench.add_argument("--seed", type=int, default=0, help="seed of the sampling streams (with --temperature)")
-    bench.add_argument("--repeats", type=int, default=1, help="runs per prompt and method; the median counts")
+    bench.add_argument("--repeats", type=_positive, default=1, help="runs per prompt and method; the median counts")
     bench.add_argument("--budget", type=_budget, help="draft nodes per step for every source: an integer or "
                        "'auto' (default: the decoder's default)")
     bench.add_argument("--out", default="bench-results", help="output folder")

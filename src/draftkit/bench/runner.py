@@ -134,12 +134,15 @@ def run_benchmark(
     encode: Callable[[str], torch.Tensor],
     config: BenchConfig,
     progress: bool = True,
+    warn: Callable[[str], None] | None = None,
 ) -> BenchResult:
-    """Run every method on every prompt and summarise."""
+    """Run every method on every prompt and summarise. ``warn`` says which prompts were skipped
+    (default: :func:`warnings.warn`)."""
     from tqdm.auto import tqdm
 
     encoded = [encode(p.text) for p in prompts]
-    prompts, encoded = _fitting(prompts, encoded, config.context_window)
+    prompts, encoded = _fitting(prompts, encoded, config.context_window,
+                                warn or (lambda message: warnings.warn(message, stacklevel=3)))
     if config.warmup and prompts:
         warm = GenSettings(max_new_tokens=min(8, config.settings.max_new_tokens))
         for m in methods:
@@ -197,8 +200,8 @@ def _room(max_new_tokens: int, prompt_length: int, window: int | None) -> int:
     return max_new_tokens if window is None else max(1, min(max_new_tokens, window + 1 - prompt_length))
 
 
-def _fitting(prompts: Sequence[PromptCase], encoded: list[torch.Tensor],
-             window: int | None) -> tuple[list[PromptCase], list[torch.Tensor]]:
+def _fitting(prompts: Sequence[PromptCase], encoded: list[torch.Tensor], window: int | None,
+             warn: Callable[[str], None]) -> tuple[list[PromptCase], list[torch.Tensor]]:
     """The prompts that fit the context window, and a warning naming the others."""
     if window is None:
         return list(prompts), encoded
@@ -208,9 +211,8 @@ def _fitting(prompts: Sequence[PromptCase], encoded: list[torch.Tensor],
         if not keep:
             raise InvalidInputError(f"every prompt is longer than the model's context window ({window} tokens); "
                                     "use shorter prompts (--prompts) or a model with a longer context")
-        warnings.warn(f"skipping {len(dropped)} of {len(prompts)} prompts longer than the model's context window "
-                      f"({window} tokens): {', '.join(dropped[:10])}{' ...' if len(dropped) > 10 else ''}",
-                      stacklevel=3)
+        warn(f"skipping {len(dropped)} of {len(prompts)} prompts longer than the model's context window "
+             f"({window} tokens): {', '.join(dropped[:10])}{' ...' if len(dropped) > 10 else ''}")
     return [prompts[i] for i in keep], [encoded[i] for i in keep]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import PromptTooLongError, UnsupportedModelError
+from ..errors import InvalidInputError, PromptTooLongError, UnsupportedModelError
 from ..trees.chain import is_chain, preferred_next_rows
 from ..trees.masks import tree_attention_inputs
 from ..types import TokenTree
@@ -121,6 +121,24 @@ class _CacheLayout:
 
     cache_len: int  # entries before this step's forward (= len(context) - 1)
     tree_size: int
+
+
+def refuse_active_dropout(model: torch.nn.Module) -> None:
+    """Refuse a model in training mode whose dropout is on: its forward passes are random, so no
+    decoder can repeat plain decoding (and the tree probes would blame the model's attention).
+    A model fresh from ``from_config`` is in training mode; ``from_pretrained`` calls ``eval()``."""
+    if not getattr(model, "training", False):
+        return
+    config = getattr(model, "config", None)
+    rates = {name: value for name, value in vars(config).items()
+             if ("dropout" in name or "pdrop" in name) and isinstance(value, float) and value > 0} if config else {}
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0]
+    if rates or layers:
+        what = ", ".join(f"{k}={v}" for k, v in sorted(rates.items())) or f"{len(layers)} dropout layers"
+        raise InvalidInputError(
+            f"{type(model).__name__} is in training mode with dropout on ({what}): its outputs are random. "
+            "Call model.eval() before decoding (from_pretrained does; from_config does not)"
+        )
 
 
 class TargetSession:
@@ -293,6 +311,7 @@ class TargetModel:
                 f"{type(model).__name__} is an encoder-decoder model; draftkit supports decoder-only "
                 "causal language models (AutoModelForCausalLM)"
             )
+        refuse_active_dropout(model)
         get_head = getattr(model, "get_output_embeddings", None)
         if get_head is None or get_head() is None:
             raise UnsupportedModelError(
@@ -562,6 +581,7 @@ class TargetModel:
 
         ``defer_prefill``: run the prefill inside the first step's forward (see
         :meth:`TargetSession.prefill`) if this model's fused step was found exact."""
+        refuse_active_dropout(self.model)  # the model may have been put back into training mode since
         session = TargetSession(self)
         session.prefill(prompt, defer=defer_prefill and self.can_fuse_prefill)
         self._session = session
