@@ -230,3 +230,18 @@ def test_prompts_longer_than_the_context_are_skipped_and_the_others_fit_it(tmp_p
     assert {p for p, _ in runs} == {"0", "2"}
     assert runs[("2", "plain")]["new_tokens"] == 40 + 1 - len(tok("def f(x): return x" * 2).input_ids)
     assert all(r["match"] in (True, None) for r in results["runs"])
+
+
+def test_a_rerun_into_the_same_folder_leaves_no_files_of_the_earlier_run(model_dir, tmp_path):
+    out = tmp_path / "out"
+    questions = tmp_path / "question.jsonl"
+    questions.write_text(json.dumps({"question_id": 0, "category": "c", "turns": ["abc abc ab"]}))
+    common = ["bench", "--model", str(model_dir), "--prompts", str(questions), "--max-new-tokens", "4",
+              "--out", str(out), "--no-corpus", "--quiet", "--dtype", "float64"]
+    assert main([*common, "--methods", "pld,oracle"]) == 0
+    assert {p.name for p in (out / "answers").iterdir()} == {"plain.jsonl", "pld.jsonl", "oracle.jsonl"}
+    notes = out / "answers" / "notes.txt"
+    notes.write_text("mine")
+    assert main([*common, "--methods", "pld", "--no-chart"]) == 0
+    assert {p.name for p in (out / "answers").iterdir()} == {"plain.jsonl", "pld.jsonl", "notes.txt"}
+    assert not (out / "chart.png").exists()

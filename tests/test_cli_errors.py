@@ -182,8 +182,39 @@ def test_aded_build_reads_npy_token_ids_like_datastore_build(tmp_path, capsys):
     capsys.readouterr()
     np.save(tmp_path / "big.npy", np.array([1, 2, len(tok) + 5]))
     assert main(["aded", "build", "--no-progress", "--tokenizer", str(tmp_path / "model"),
-                 "--corpus", str(tmp_path / "big.npy"), "-o", str(out)]) == 1
+                 "--corpus", str(tmp_path / "big.npy"), "-o", str(out), "--overwrite"]) == 1
     assert f"token id {len(tok) + 5} is outside the tokenizer's vocabulary" in _one_line_error(capsys)
+    assert load_matrix(out).tokens == matrix.tokens  # the failed build left the earlier matrix as it was
+
+
+def test_aded_build_keeps_an_existing_matrix_and_creates_the_output_folder(tmp_path, capsys):
+    """aded build once replaced an existing matrix without a word, failed on a missing output folder after
+    the whole build, and left a stray .tmp file next to a folder given as -o."""
+    _model_dir(tmp_path / "model")
+    text = tmp_path / "c.txt"
+    text.write_text("def f(x):\n    return x\n")
+    build = ["aded", "build", "--no-progress", "--tokenizer", str(tmp_path / "model"), "--corpus", str(text)]
+    out = tmp_path / "new" / "sub" / "m.aded"
+    assert main([*build, "-o", str(out)]) == 0 and out.is_file()
+    before = out.read_bytes()
+    capsys.readouterr()
+    assert main([*build, "-o", str(out)]) == 1
+    assert "exists; pass --overwrite to replace it" in _one_line_error(capsys) and out.read_bytes() == before
+    assert main([*build, "-o", str(out), "--overwrite"]) == 0
+    capsys.readouterr()
+    assert main([*build, "-o", str(tmp_path / "new")]) == 1
+    assert "is a folder; give the matrix file to write" in _one_line_error(capsys)
+    assert not (tmp_path / "new.tmp").exists()
+
+
+@pytest.mark.parametrize("command", ["aded", "datastore"])
+def test_a_folder_given_as_a_corpus_file_is_called_a_folder(tmp_path, capsys, command):
+    _model_dir(tmp_path / "model")
+    (tmp_path / "corp").mkdir()
+    args = [command, "build", "--no-progress", "--tokenizer", str(tmp_path / "model"), "--corpus",
+            str(tmp_path / "corp"), "-o", str(tmp_path / "out")]
+    assert main(args) == 1
+    assert f"corpus path {tmp_path / 'corp'} is a folder; pass its files" in _one_line_error(capsys)
 
 
 # --- messages name command-line flags -------------------------------------------------------------------------------

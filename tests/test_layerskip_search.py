@@ -8,6 +8,7 @@ to its model, persists and resumes its state, and refuses foreign state.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -101,7 +102,7 @@ def test_command_writes_a_skip_set_for_a_saved_model(tmp_path: Path, capsys: pyt
     model.save_pretrained(model_dir)
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("\n".join(json.dumps({"input_ids": p}) for p in PROMPTS) + "\n")
-    out = tmp_path / "skip.json"
+    out = tmp_path / "new" / "folder" / "skip.json"  # created (a missing folder once failed after the first trial)
     code = main(["--model", str(model_dir), "--prompts", str(prompts), "--iterations", "2", "-o", str(out),
                  "--max-new-tokens", "6", "--dtype", "float64", "--no-progress"])
     assert code == 0
@@ -109,7 +110,7 @@ def test_command_writes_a_skip_set_for_a_saved_model(tmp_path: Path, capsys: pyt
     assert "best skip set" in printed and "speed-up" in printed
     skip = SkipSet.load(out, model)
     assert skip.search["trials"] == 2
-    assert (tmp_path / "skip.search.json").exists()
+    assert (out.parent / "skip.search.json").exists()
     from transformers import AutoModelForCausalLM
 
     reloaded = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -129,3 +130,31 @@ def test_command_resolves_the_demo_model(tmp_path: Path) -> None:
     assert code == 0
     demo = AutoModelForCausalLM.from_pretrained(demo_model_path("target"))
     SkipSet.load(out, demo)  # recorded for the demo target
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--prompts", "{tmp}/missing.txt"], "--prompts {tmp}/missing.txt does not exist"),
+    (["--prompts", "{tmp}"], "is a folder"),
+    (["-o", "{tmp}"], "is a folder; give the skip-set file to write"),
+])
+def test_command_names_a_bad_path_before_any_trial(tmp_path: Path, args: list[str], message: str,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    """A missing prompts file once surfaced as a bare [Errno 2]; a folder as -o failed after the trials."""
+    from draftkit.sources.layerskip.command import main
+
+    given = [a.format(tmp=tmp_path) for a in args]
+    if "-o" not in given:
+        given += ["-o", str(tmp_path / "skip.json")]
+    assert main(["--model", "demo", "--iterations", "1", "--no-progress", *given]) == 1
+    err = capsys.readouterr().err
+    assert re.search(re.escape(message.format(tmp=tmp_path)), err) and "Traceback" not in err
+    assert not (tmp_path / "skip.search.json").exists()  # no trial ran
+
+
+@pytest.mark.parametrize("flag", ["--iterations", "--max-new-tokens", "--threads"])
+def test_command_counts_below_one_are_usage_errors(tmp_path: Path, flag: str) -> None:
+    from draftkit.sources.layerskip.command import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", "demo", flag, "0", "-o", str(tmp_path / "s.json")])
+    assert exit_info.value.code == 2

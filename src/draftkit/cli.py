@@ -350,6 +350,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     chart = None if args.no_chart else write_chart(
         result, out, f"draftkit bench: {args.model}, {args.prompts} ({len(prompts)} prompts), "
         f"{args.max_new_tokens} new tokens, {'sampling' if sampling else 'greedy'}")
+    if chart is None and (out / "chart.png").exists():  # an earlier run's chart would not match this one
+        (out / "chart.png").unlink()
     (out / "table.txt").write_text(table + "\n")
     print(f"results: {path}" + (f", chart: {chart}" if chart else ""), file=sys.stderr)
     failed = [s for s in result.summaries if s.mismatches and s.kind in ("draftkit", "bound")]

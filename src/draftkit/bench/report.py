@@ -91,12 +91,16 @@ def write_results(result: BenchResult, out_dir: Path, meta: dict[str, Any]) -> P
 
 
 def write_answers(result: BenchResult, out_dir: Path, decode: Any) -> Path:
-    """Spec-Bench-style answer files, one jsonl per method."""
+    """Spec-Bench-style answer files, one jsonl per method; those of methods this run did not have
+    (left by an earlier run into the same folder) are removed, so the folder matches results.json."""
     folder = out_dir / "answers"
     folder.mkdir(parents=True, exist_ok=True)
     by_method: dict[str, list[Any]] = {}
     for r in result.runs:
         by_method.setdefault(r.method, []).append(r)
+    for stale in folder.glob("*.jsonl"):
+        if stale.stem not in by_method:
+            stale.unlink()
     for method, runs in by_method.items():
         with open(folder / f"{method}.jsonl", "w", encoding="utf-8") as fh:
             for r in runs:

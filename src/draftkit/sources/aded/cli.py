@@ -16,6 +16,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
+
+from ...errors import InvalidInputError
 
 __all__ = ["add_build_arguments", "build_matrix_cli"]
 
@@ -27,7 +30,8 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--corpus", required=True, nargs="+", metavar="FILE",
                         help="text files, .jsonl files (one JSON object per line) and/or .npy arrays of token ids "
                         "(1-D: one document, 2-D: one per row)")
-    parser.add_argument("-o", "--output", required=True, help="matrix file to write")
+    parser.add_argument("-o", "--output", required=True, help="matrix file to write (its folder is created)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing matrix file")
     parser.add_argument("--jsonl-field", default="text", help="field holding the text in jsonl records (default: text)")
     parser.add_argument("--top-k", type=int, default=12, help="successors kept per bigram (default: 12)")
     parser.add_argument("--max-entries", type=int, default=None,
@@ -43,6 +47,11 @@ def build_matrix_cli(args: argparse.Namespace) -> int:
     from .corpus import build_matrix_from_files
     from .fileformat import save_matrix
 
+    out = Path(args.output)  # checked before the build, which can take minutes
+    if out.is_dir():
+        raise InvalidInputError(f"-o {out} is a folder; give the matrix file to write, e.g. {out / 'matrix.aded'}")
+    if out.exists() and not args.overwrite:
+        raise InvalidInputError(f"{out} exists; pass --overwrite to replace it")
     t0 = time.perf_counter()
     tokenizer = load_tokenizer(args.tokenizer)
     matrix = build_matrix_from_files(
@@ -54,7 +63,8 @@ def build_matrix_cli(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=not args.no_progress,
     )
-    path = save_matrix(matrix, args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = save_matrix(matrix, out)
     elapsed = time.perf_counter() - t0
     print(
         f"wrote {path}: {matrix.tokens:,} tokens, {matrix.num_bigrams:,} bigrams, {matrix.num_entries:,} "

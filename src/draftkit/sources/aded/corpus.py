@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import InvalidInputError
+from ..corpus_files import require_corpus_file
 from .fileformat import tokenizer_fingerprint
 from .table import TrigramMatrix, build_matrix
 
@@ -44,8 +45,7 @@ def iter_documents(
     """
     for raw in paths:
         path = Path(raw)
-        if not path.is_file():
-            raise InvalidInputError(f"corpus file {path} does not exist")
+        require_corpus_file(path)
         with open(path, "rb") as f:
             if _is_jsonl(path):
                 for lineno, line in enumerate(f, 1):
@@ -155,8 +155,7 @@ def build_matrix_from_files(
     if not paths:
         raise InvalidInputError("no corpus file given")
     for path in paths:
-        if not path.is_file():
-            raise InvalidInputError(f"corpus file {path} does not exist")
+        require_corpus_file(path)
     bar = None
     if progress:
         from tqdm.auto import tqdm

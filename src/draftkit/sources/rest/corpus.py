@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import InvalidInputError
+from ..corpus_files import require_corpus_file
 from .datastore import DEFAULT_CHUNK_TOKENS, BuildSummary, build_datastore
 
 __all__ = ["iter_corpus_documents", "build_datastore_from_files", "corpus_kind"]
@@ -147,8 +148,7 @@ def iter_corpus_documents(
     if not files:
         raise InvalidInputError("no corpus files given")
     for f in files:
-        if not f.is_file():
-            raise InvalidInputError(f"corpus file {f} does not exist")
+        require_corpus_file(f)
         if corpus_kind(f) != "npy" and tokenizer is None:
             raise InvalidInputError(f"{f} is text; a tokenizer is needed to tokenise it (--tokenizer PATH)")
     bar = None
