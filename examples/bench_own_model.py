@@ -37,7 +37,9 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     methods = build_methods(model, tokenizer, args.methods.split(","), registry=default_registry())
     prompts = load_prompt_set(args.prompts, args.limit)
-    config = BenchConfig(settings=GenSettings(max_new_tokens=args.max_new_tokens))
+    # The context window lets the runner skip prompts the model cannot take, as `draftkit bench` does.
+    window = getattr(model.config, "max_position_embeddings", None)
+    config = BenchConfig(settings=GenSettings(max_new_tokens=args.max_new_tokens), context_window=window)
     result = run_benchmark(methods, prompts, lambda t: tokenizer(t, return_tensors="pt").input_ids, config)
     print(format_table(result))
     print("results:", write_results(result, Path(args.out), {"model": args.model}))

@@ -325,3 +325,10 @@ def test_a_composite_option_without_its_member_names_the_members(capsys):
     assert main(["generate", "--model", "demo", "--source", "pld+aded", "--source-option", "matrix=m.aded", "x"]) == 1
     line = _one_line_error(capsys)
     assert "prefix each option with the member it is for (pld, aded), e.g. aded.matrix=m.aded" in line
+
+
+def test_source_option_switches_are_booleans():
+    from draftkit.cli import _parse_options
+
+    options = _parse_options(["persist=no", "a=Off", "b=YES", "c=true", "d=3", "e=m.aded", "f=[1, 2]"])
+    assert options == {"persist": False, "a": False, "b": True, "c": True, "d": 3, "e": "m.aded", "f": [1, 2]}

@@ -41,18 +41,29 @@ class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+#: How ``--source-option`` spells a switch.
+_SWITCHES = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
 def _parse_options(pairs: Sequence[str]) -> dict[str, Any]:
-    """``key=value`` pairs; values are parsed as JSON when possible (numbers, booleans)."""
+    """``key=value`` pairs; values are parsed as JSON when possible (numbers, booleans), and the usual
+    spellings of a switch (yes/no, on/off, True/False) are booleans: ``persist=no`` was once the string
+    "no", which a source reads as true."""
     options: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
             raise DraftkitError(f"--source-option expects key=value, got {pair!r}")
         key, raw = pair.split("=", 1)
+        switch = _SWITCHES.get(raw.strip().lower())
+        if switch is not None:
+            options[key] = switch
+            continue
         try:
             options[key] = json.loads(raw)
         except json.JSONDecodeError:
             options[key] = raw
     return options
+
 
 
 def _source_spec(spec: str, options: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:

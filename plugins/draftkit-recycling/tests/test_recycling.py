@@ -114,6 +114,10 @@ def test_bad_options_say_what_to_do() -> None:
         Recycling(k=2, rank_probs=(0.5, 0.2, 0.1))
     with pytest.raises(draftkit.InvalidInputError, match="disjoint events"):
         Recycling(rank_probs=(0.9, 0.5))
+    with pytest.raises(draftkit.InvalidInputError, match="persist must be true or false, got 'no'"):
+        Recycling(persist="no")  # as `--source-option persist=no` gives it; it once read as True
+    with pytest.raises(draftkit.InvalidInputError, match="adapt_template must be true or false"):
+        Recycling(adapt_template=1)
     with pytest.raises(draftkit.PluginError, match="recycling"):
         draftkit.SpeculativeDecoder(model("llama"), source="recycling", source_options={"depth": 3}, budget=BUDGET)
 

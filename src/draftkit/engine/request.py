@@ -415,7 +415,7 @@ def _resolve_stop_strings(model: Any, stop_strings: Any, tokenizer: Any) -> Stop
     configured = ""
     if stop_strings is UNSET:  # like model.generate: the generation config's, when the call gives none
         stop_strings = getattr(getattr(model, "generation_config", None), "stop_strings", None)
-        configured = f" (the model's generation_config sets stop_strings={stop_strings!r})"
+        configured = f" (the generation config sets stop_strings={stop_strings!r})"
     if stop_strings is None:
         return None
     strings = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings)  # "" too, as in HF

@@ -112,6 +112,10 @@ class Recycling:
                 f"recycling: adapt_every must be >= 1 and prior_weight > 0, got {self.adapt_every} "
                 f"and {self.prior_weight}"
             )
+        for flag in ("persist", "adapt_template"):  # "no" from a command line must not read as True
+            value = getattr(self, flag)
+            if not isinstance(value, bool) and not (flag == "adapt_template" and value is None):
+                raise InvalidInputError(f"recycling: {flag} must be true or false, got {value!r}")
         if self.template_paths is not None and self.adapt_template:
             raise InvalidInputError(
                 "recycling: template_paths fixes the template, so it cannot be combined with "
