@@ -179,7 +179,7 @@ def test_settings_stored_on_the_generation_config_are_read_like_model_generate()
         expected = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=30,
                                   tokenizer=tok)
     assert out.sequences.tolist() == expected.tolist()
-    with pytest.raises(InvalidInputError, match="generation_config sets stop_strings"):
+    with pytest.raises(InvalidInputError, match="generation config sets stop_strings"):
         draftkit.SpeculativeDecoder(model, source="pld", budget=8).generate(ids, max_new_tokens=30)
     assert draftkit.SpeculativeDecoder(model, budget=8).generate(ids, max_new_tokens=30, stop_strings=[]).stats.emitted == 30
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -156,8 +157,12 @@ def draftkit_register_verifiers(register):
     raise RuntimeError("bad config")
 '''
     install_plugin(site, "draftkit-badpld", "badpld", "dk_badpld_plugin", code)
-    with pytest.warns(UserWarning, match="'badpld'.*bad config"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         registry = build_registry()
+    said = [str(w.message) for w in caught]
+    assert any("'pld' from plugin 'badpld' replaces" in m for m in said)
+    assert any("'badpld'" in m and "bad config" in m for m in said)
     assert registry.info("source", "pld").plugin == "draftkit.builtin"  # not gone with the plugin
 
 
