@@ -100,6 +100,115 @@ def test_tree_builder_breaking_its_contract(model):
         draftkit.SpeculativeDecoder(model, tree=BackwardsBuilder()).generate([[1, 2, 1, 2]], max_new_tokens=4)
 
 
+@pytest.mark.parametrize("damage", ["ancestors", "depths"])
+def test_a_tree_whose_mask_does_not_follow_its_parents_is_refused(model, damage):
+    """A builder that filled in depths or ancestors by hand (wrongly) once changed the output without a
+    word: the attention mask is built from them. Checked on a chain of two where the walk reaches both."""
+    class HandMade:
+        name = "hand-made"
+
+        def build(self, draft, max_nodes, max_depth):
+            tree = TokenTree.from_parents([1, 2], [-1, 0])
+            if damage == "ancestors":
+                return TokenTree(tree.tokens, tree.parents, tree.depths, np.ones((2, 2), dtype=bool))
+            return TokenTree(tree.tokens, tree.parents, np.array([1, 1]), tree.ancestors)
+
+    with pytest.raises(ContractViolationError, match="'hand-made' returned a malformed tree.*depths and ancestors"):
+        draftkit.SpeculativeDecoder(model, tree=HandMade()).generate([[1, 2, 1, 2]], max_new_tokens=4)
+
+
+@pytest.mark.parametrize("where", ["propose", "observe"])
+def test_a_source_writing_to_the_shared_context_is_named(model, where):
+    class Scribbler(ScriptedSource):
+        def propose(self, request):
+            if where == "propose":
+                request.context[-1] = 0
+            return Draft.chain([1, 2])
+
+        def observe(self, feedback):
+            if where == "observe":
+                feedback.context[0] = 0
+
+    with pytest.raises(ContractViolationError, match=f"source 'scribbler' wrote to the context in {where}"):
+        draftkit.SpeculativeDecoder(model, source=Scribbler(None, name="scribbler")).generate(
+            [[1, 2, 1, 2]], max_new_tokens=4)
+
+
+@pytest.mark.parametrize(("script", "match"), [
+    (lambda req: None, "source 'bad' \\(a member of 'pld\\+bad'\\) returned NoneType"),
+    (lambda req: Draft([np.array([1.5, 2.0])]), "source 'bad' .*drafted a sequence of dtype float64"),
+    (lambda req: Draft([np.array([[1, 2]])]), "source 'bad' .*drafted a sequence of shape \\(1, 2\\)"),
+])
+def test_a_composite_member_is_held_to_the_source_contract(model, script, match):
+    """A member's float ids were once truncated silently, and a member returning None failed with an
+    AttributeError inside the merge."""
+    bad = ScriptedSource(script, name="bad")
+    with pytest.raises(ContractViolationError, match=match):
+        draftkit.SpeculativeDecoder(model, source=["pld", bad]).generate([[1, 2, 1, 2]], max_new_tokens=4)
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    ({"decay": -1}, "decay must be in \\(0, 1\\)"),
+    ({"decay": 2.0}, "decay must be in"),
+    ({"max_depth": 0}, "max_depth must be an integer >= 1"),
+])
+def test_composite_options_are_checked(options, match):
+    from draftkit.sources.composite import Composite
+    from draftkit.sources.pld import PromptLookup
+
+    with pytest.raises(InvalidInputError, match=match):
+        Composite([PromptLookup()], **options)
+
+
+def test_a_composite_given_names_says_where_names_go():
+    from draftkit.sources.composite import Composite
+
+    with pytest.raises(IncompatiblePartsError, match="Composite takes source objects.*SpeculativeDecoder\\(source="):
+        Composite(["pld", "aded"])
+
+
+def test_a_verifier_returning_something_else_than_a_verdict_is_named(model):
+    from draftkit.verify.greedy import GreedyVerifier
+
+    class Tuple(GreedyVerifier):
+        name = "tuple"
+
+        def verify(self, *args, **kwargs):
+            verdict = super().verify(*args, **kwargs)
+            return verdict.accepted_nodes, verdict.bonus_token
+
+    with pytest.raises(ContractViolationError, match="verifier 'tuple' returned tuple, expected a draftkit.Verdict"):
+        draftkit.SpeculativeDecoder(model, verifier=Tuple()).generate([[1, 2, 1, 2]], max_new_tokens=4)
+
+
+def test_a_source_without_capabilities_is_named(model):
+    class NoCapabilities:
+        name = "bare"
+
+        def propose(self, request):
+            return Draft.empty()
+
+        def observe(self, feedback):
+            pass
+
+        def begin(self, prompt):
+            pass
+
+        def reset(self):
+            pass
+
+    with pytest.raises(ContractViolationError, match="has no capabilities"):
+        draftkit.SpeculativeDecoder(model, source=NoCapabilities())
+
+
+def test_budget_and_max_depth_take_integers_of_any_kind_but_not_bools(model):
+    decoder = draftkit.SpeculativeDecoder(model, budget=np.int64(8), max_depth=np.int32(3))
+    assert decoder.budget == 8 and decoder.max_depth == 3
+    for options in ({"budget": True}, {"max_depth": True}, {"max_depth": 2.5}, {"max_depth": "3"}):
+        with pytest.raises(InvalidInputError, match="budget|max_depth"):
+            draftkit.SpeculativeDecoder(model, **options)
+
+
 def test_tree_builder_over_budget(model):
     class Greedy:
         name = "greedy-builder"

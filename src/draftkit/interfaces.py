@@ -80,7 +80,9 @@ class TreeBuilder(Protocol):
 
 
 class LogitsProcessorFn(Protocol):
-    """Turns raw logits of tree rows into the distributions the target samples from.
+    """Turns raw logits of tree rows into the processed scores the target samples from: float64
+    ``[m, V]``, unnormalised (like logits), removed tokens ``-inf``; ``softmax`` of a row is its
+    distribution. (The built-in :class:`draftkit.logits.LogitsPipeline` also offers ``probs``.)
 
     ``paths`` gives, for each row, the tokens between the end of the context and
     that row (needed for penalties that depend on a node's own path).
@@ -95,8 +97,9 @@ class Verifier(Protocol):
 
     ``logits`` has one row for the root (the distribution of the first new token)
     followed by one row per node: float [n + 1, V], raw model outputs.
-    ``process`` maps rows to log-probabilities after the request's logits
-    processing (temperature, top-k, ...); ``random`` supplies the uniforms for
+    ``process`` maps rows to processed scores after the request's logits
+    processing (temperature, top-k, ...): unnormalised, so take ``softmax`` of a
+    row for its probabilities; ``random`` supplies the uniforms for
     sampling, keyed by output position, so seeded runs are reproducible.
     """
 

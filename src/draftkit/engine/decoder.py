@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Generator
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from ..types import (
     DraftRequest,
     GenerationOutput,
     SamplingParams,
+    SourceCapabilities,
     StepFeedback,
     TokenTree,
     Verdict,
@@ -41,6 +43,7 @@ from ..verify.greedy import GreedyVerifier
 from ..verify.speculative import check_stochastic_draft
 from ..verify.walk import SampleWalkVerifier
 from .budget import BudgetPolicy, CostAwareBudget, FixedBudget, prune_tree
+from .draft_checks import require_draft
 from .record import TokenRecord, emitted_rows
 from .request import RequestPlan, plan_request
 from .stream import DecoderAPI
@@ -53,6 +56,40 @@ __all__ = ["SpeculativeDecoder", "DEFAULT_BUDGET"]
 #: How close it gets to the best fixed budget depends on the machine and its
 #: load: measure with benchmarks/budget_sweep.py.
 DEFAULT_BUDGET = "auto"
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _consistent_with_parents(tree: TokenTree) -> bool:
+    """Whether ``depths`` and ``ancestors`` are what ``parents`` implies. A hand-made tree with a
+    wrong ancestor mask once changed the output without a word: the mask decides what each node sees."""
+    n = tree.size
+    if not n:
+        return True
+    parents = tree.parents
+    has_parent = parents >= 0
+    above = np.maximum(parents, 0)
+    depths = np.where(has_parent, np.asarray(tree.depths)[above] + 1, 1)
+    ancestors = np.where(has_parent[:, None], np.asarray(tree.ancestors, dtype=bool)[above], False)
+    ancestors |= np.eye(n, dtype=bool)
+    return bool(np.array_equal(tree.depths, depths) and np.array_equal(tree.ancestors, ancestors))
+
+
+@contextmanager
+def _naming_context_writes(source: str, method: str) -> Iterator[None]:
+    """Turn numpy's bare 'read-only' error from a source writing to the shared context into a
+    contract violation that names the source (the context is every part's view of the request)."""
+    try:
+        yield
+    except ValueError as exc:
+        if "read-only" not in str(exc):
+            raise
+        raise ContractViolationError(
+            f"source {source!r} wrote to the context in {method}(); the context is shared and read-only: "
+            "copy it (np.array(context)) before changing it"
+        ) from exc
 
 
 def _resolve(registry: Registry, kind: str, part: Any, options: dict[str, Any] | None) -> Any:
@@ -81,7 +118,7 @@ class SpeculativeDecoder(DecoderAPI):
     def __init__(
         self,
         model: torch.nn.Module,
-        source: str | DraftSource = "pld",
+        source: str | DraftSource | Sequence[str | DraftSource] = "pld",
         tree: str | TreeBuilder = "trie",
         verifier: str | Verifier | None = None,
         *,
@@ -93,11 +130,14 @@ class SpeculativeDecoder(DecoderAPI):
         tree_options: dict[str, Any] | None = None,
     ) -> None:
         is_policy = all(hasattr(budget, m) for m in ("choose", "observe", "max_budget"))
-        if not (budget == "auto" or isinstance(budget, int) and budget >= 0 or is_policy):
+        if _whole(budget):  # numpy integers too; a bool is not a budget
+            budget = int(budget)
+        if not (isinstance(budget, str) and budget == "auto" or _whole(budget) and budget >= 0 or is_policy):
             raise InvalidInputError("budget must be a non-negative integer, 'auto' or a BudgetPolicy "
                 f"(max_budget, choose, observe), got {budget!r}")
-        if max_depth is not None and max_depth < 1:
-            raise InvalidInputError(f"max_depth must be >= 1 or None, got {max_depth}")
+        if max_depth is not None and not (_whole(max_depth) and max_depth >= 1):
+            raise InvalidInputError(f"max_depth must be an integer >= 1 or None, got {max_depth!r}")
+        max_depth = None if max_depth is None else int(max_depth)
         self.registry = registry if registry is not None else default_registry()
         self.target = TargetModel(model)
         self.model = model
@@ -135,6 +175,11 @@ class SpeculativeDecoder(DecoderAPI):
                 raise ContractViolationError(
                     f"the {kind} {obj!r} lacks {', '.join(missing)}(); see draftkit.interfaces"
                 )
+        if not isinstance(getattr(self.source, "capabilities", None), SourceCapabilities):
+            raise ContractViolationError(
+                f"the source {self.source!r} has no capabilities (a draftkit.SourceCapabilities, e.g. "
+                "SourceCapabilities() for deterministic drafts); see draftkit.interfaces"
+            )
         prepare = getattr(self.source, "prepare", None)
         if callable(prepare):  # optional: a source refuses a model or tokenizer here, not mid-request
             prepare(model, tokenizer)
@@ -269,18 +314,8 @@ class SpeculativeDecoder(DecoderAPI):
                         target=target if self.source.capabilities.needs_target else None,
                         sampling=sampling,
                     )
-                    draft = self.source.propose(request)
-                    if not isinstance(draft, Draft):
-                        raise ContractViolationError(
-                            f"source {self.source.name!r} returned {type(draft).__name__} from propose(); "
-                            "it must return a draftkit.Draft (Draft.empty() when it has nothing)"
-                        )
-                    for seq in draft.sequences:
-                        if np.asarray(seq).dtype.kind not in "iu":
-                            raise ContractViolationError(
-                                f"source {self.source.name!r} drafted a sequence of dtype "
-                                f"{np.asarray(seq).dtype}; token ids must be integers"
-                            )
+                    with _naming_context_writes(self.source.name, "propose"):
+                        draft = require_draft(self.source.propose(request), self.source.name)
                 else:
                     draft = Draft.empty()
                 t1 = time.perf_counter()
@@ -339,16 +374,15 @@ class SpeculativeDecoder(DecoderAPI):
                 # the verdict is cut like the emitted tokens, and the node logits of a final
                 # step (which may follow an EOS or a stop string) are withheld.
                 seen = verdict if keep > len(verdict.accepted_nodes) else Verdict(accepted_nodes, verdict.bonus_token)
-                self.source.observe(
-                    StepFeedback(
+                with _naming_context_writes(self.source.name, "observe"):
+                    self.source.observe(StepFeedback(
                         context=context,
                         tree=tree,
                         verdict=seen,
                         emitted=np.asarray(emitted, dtype=np.int64),
                         node_logits=logits if want_logits and not reason else None,
                         eos_token_ids=stop_ids,
-                    )
-                )
+                    ))
                 sequence.extend(emitted)
                 if len(sequence) > history.size:
                     history = np.concatenate([history, np.empty(max(history.size, 64), np.int64)])
@@ -384,10 +418,13 @@ class SpeculativeDecoder(DecoderAPI):
             or tree.depths.shape != (n,)
             or tree.ancestors.shape != (n, n)
             or (n and (np.any(tree.parents >= np.arange(n)) or np.any(tree.parents < -1)))
+            or not _consistent_with_parents(tree)
         ):
             raise ContractViolationError(
                 f"tree builder {getattr(self.tree_builder, 'name', '?')!r} returned a malformed tree: "
-                "every parent index must be -1 or an earlier node; build trees with TokenTree.from_parents"
+                "every parent index must be -1 or an earlier node, and depths and ancestors must follow "
+                "from the parents (the attention mask is built from them); build trees with "
+                "TokenTree.from_parents"
             )
         if tree.size > nodes or tree.max_depth > depth_limit:
             raise ContractViolationError(
@@ -405,6 +442,11 @@ class SpeculativeDecoder(DecoderAPI):
 
     @staticmethod
     def _check_verdict(verdict: Verdict, tree: TokenTree, verifier: Verifier, vocab: int) -> None:
+        if not isinstance(verdict, Verdict):
+            raise ContractViolationError(
+                f"verifier {getattr(verifier, 'name', verifier)!r} returned {type(verdict).__name__}, "
+                "expected a draftkit.Verdict"
+            )
         nodes = verdict.accepted_nodes
         parent = -1
         for node in nodes:

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from .. import step_context
-from ..errors import IncompatiblePartsError
+from ..engine.draft_checks import require_draft
+from ..errors import IncompatiblePartsError, InvalidInputError
 from ..interfaces import DraftSource
 from ..types import Draft, DraftKind, DraftRequest, SourceCapabilities, StepFeedback
 
@@ -81,6 +82,16 @@ class Composite:
     def __post_init__(self) -> None:
         if not self.members:
             raise IncompatiblePartsError("a Composite source needs at least one member")
+        named = [m for m in self.members if isinstance(m, str)]
+        if named:
+            raise IncompatiblePartsError(
+                f"Composite takes source objects, got the name(s) {', '.join(map(repr, named))}: pass names to "
+                "SpeculativeDecoder(source=[...]), which builds them, or build each with registry.source(name)"
+            )
+        if not (isinstance(self.decay, (int, float)) and 0.0 < self.decay < 1.0):
+            raise InvalidInputError(f"Composite decay must be in (0, 1) (the weight of the past), got {self.decay!r}")
+        if isinstance(self.max_depth, bool) or not isinstance(self.max_depth, (int, np.integer)) or self.max_depth < 1:
+            raise InvalidInputError(f"Composite max_depth must be an integer >= 1, got {self.max_depth!r}")
         kinds = {m.capabilities.draft_kind for m in self.members}
         if DraftKind.STOCHASTIC in kinds:
             raise IncompatiblePartsError(
@@ -147,7 +158,8 @@ class Composite:
             m.begin(prompt)
 
     def propose(self, request: DraftRequest) -> Draft:
-        drafts = [member.propose(request) for member in self.members]
+        drafts = [require_draft(member.propose(request), getattr(member, "name", repr(member)), member_of=self.name)
+                  for member in self.members]
         claimed = [step_context.evidence_class(d.evidence) for d in drafts]
         self._evidence = np.asarray(claimed if self.by_context else [0] * len(drafts), dtype=np.int64)
         rates = self.acceptance()
