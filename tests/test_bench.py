@@ -206,14 +206,20 @@ def test_a_tokenizer_without_eos_runs_the_bench_without_corpus_artefacts(tmp_pat
     assert not any(tmp_path.iterdir())  # nothing tokenised or built
 
 
-def test_prompts_longer_than_the_context_are_skipped_and_the_others_fit_it(tmp_path, capsys):
-    """A model with a short context once stopped the whole benchmark at its first long prompt; and a
-    prompt near the window let HF generate run past the window where plain decoding stops."""
+def _gpt2_with_a_context_of_40(tmp_path):
+    """A GPT-2 (absolute positions: HF generate past the window fails) saved with a character tokenizer."""
     tok = char_tokenizer()
     model = tiny_model("gpt2", vocab_size=len(tok), eos_token_id=tok.eos_token_id, context=40)
     folder = tmp_path / "short-context"
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
+    return tok, folder
+
+
+def test_prompts_longer_than_the_context_are_skipped_and_the_others_fit_it(tmp_path, capsys):
+    """A model with a short context once stopped the whole benchmark at its first long prompt; and a
+    prompt near the window let HF generate run past the window where plain decoding stops."""
+    tok, folder = _gpt2_with_a_context_of_40(tmp_path)
     questions = tmp_path / "question.jsonl"
     texts = ["abc abc abc", "x" * 60, "def f(x): return x" * 2]  # 11, 60 (too long) and 36 characters
     questions.write_text("\n".join(json.dumps({"question_id": i, "category": "c", "turns": [t]})
@@ -240,8 +246,23 @@ def test_a_rerun_into_the_same_folder_leaves_no_files_of_the_earlier_run(model_d
               "--out", str(out), "--no-corpus", "--quiet", "--dtype", "float64"]
     assert main([*common, "--methods", "pld,oracle"]) == 0
     assert {p.name for p in (out / "answers").iterdir()} == {"plain.jsonl", "pld.jsonl", "oracle.jsonl"}
-    notes = out / "answers" / "notes.txt"
-    notes.write_text("mine")
+    (out / "answers" / "notes.txt").write_text("mine")
+    (out / "answers" / "vicuna-7b.jsonl").write_text("{}\n")  # another system's answers kept alongside
     assert main([*common, "--methods", "pld", "--no-chart"]) == 0
-    assert {p.name for p in (out / "answers").iterdir()} == {"plain.jsonl", "pld.jsonl", "notes.txt"}
+    assert {p.name for p in (out / "answers").iterdir()} == {"plain.jsonl", "pld.jsonl", "notes.txt",
+                                                            "vicuna-7b.jsonl"}
     assert not (out / "chart.png").exists()
+
+
+def test_the_warm_up_also_stays_inside_the_context_window(tmp_path):
+    """The warm-up ran 8 new tokens on the first prompt whatever its length: HF generate then ran a
+    GPT-2 past its position table (IndexError) on a first prompt near the window."""
+    tok, folder = _gpt2_with_a_context_of_40(tmp_path)
+    questions = tmp_path / "question.jsonl"
+    near = "ab" * 19  # 38 characters: room for 3 new tokens
+    assert len(tok(near).input_ids) == 38
+    questions.write_text(json.dumps({"question_id": 0, "category": "c", "turns": [near]}))
+    rc = main(["bench", "--model", str(folder), "--prompts", str(questions), "--methods", "hf,pld",
+               "--max-new-tokens", "12", "--out", str(tmp_path / "out"), "--no-corpus", "--quiet",
+               "--dtype", "float64", "--no-chart", "--strict"])
+    assert rc == 0

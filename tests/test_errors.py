@@ -129,7 +129,7 @@ def test_a_source_writing_to_the_shared_context_is_named(model, where):
             if where == "observe":
                 feedback.context[0] = 0
 
-    with pytest.raises(ContractViolationError, match=f"source 'scribbler' wrote to the context in {where}"):
+    with pytest.raises(ContractViolationError, match=f"source 'scribbler' wrote to a read-only array in {where}"):
         draftkit.SpeculativeDecoder(model, source=Scribbler(None, name="scribbler")).generate(
             [[1, 2, 1, 2]], max_new_tokens=4)
 
@@ -353,3 +353,19 @@ def test_training_mode_without_dropout_is_accepted(model):
         assert out.sequences.shape[1] == 9
     finally:
         model.eval()
+
+
+def test_dropout_settings_a_causal_lm_does_not_use_are_not_dropout():
+    """GPT-2's summary_first_dropout belongs to another head: a GPT-2 in training mode with its own
+    dropouts at 0 decodes deterministically and was once refused for it."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=97, n_embd=32, n_layer=2, n_head=2, n_positions=64, resid_pdrop=0.0,
+                        embd_pdrop=0.0, attn_pdrop=0.0, summary_first_dropout=0.1)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(config).to(torch.float64)
+    assert model.training
+    prompt = torch.tensor([[5, 6, 7, 5, 6]])
+    expected = model.generate(prompt, max_new_tokens=4, do_sample=False, eos_token_id=None, pad_token_id=0)
+    out = draftkit.SpeculativeDecoder(model, source="pld").generate(prompt, max_new_tokens=4, eos_token_id=None)
+    assert out.sequences.tolist() == expected.tolist()

@@ -148,13 +148,15 @@ def test_command_names_a_bad_path_before_any_trial(tmp_path: Path, args: list[st
     assert main(["--model", "demo", "--iterations", "1", "--no-progress", *given]) == 1
     err = capsys.readouterr().err
     assert re.search(re.escape(message.format(tmp=tmp_path)), err) and "Traceback" not in err
-    assert not (tmp_path / "skip.search.json").exists()  # no trial ran
+    # no trial ran: no state file where -o would put it (next to the file, or next to the folder)
+    assert not (tmp_path / "skip.search.json").exists() and not tmp_path.with_suffix(".search.json").exists()
 
 
-@pytest.mark.parametrize("flag", ["--iterations", "--max-new-tokens", "--threads"])
-def test_command_counts_below_one_are_usage_errors(tmp_path: Path, flag: str) -> None:
+@pytest.mark.parametrize(("flag", "value"), [("--iterations", "0"), ("--max-new-tokens", "0"), ("--threads", "-1")])
+def test_command_counts_out_of_range_are_usage_errors(tmp_path: Path, flag: str, value: str) -> None:
+    """--iterations 0 once ran a trial anyway; --threads takes 0 for torch's default, as in generate and bench."""
     from draftkit.sources.layerskip.command import main
 
     with pytest.raises(SystemExit) as exit_info:
-        main(["--model", "demo", flag, "0", "-o", str(tmp_path / "s.json")])
+        main(["--model", "demo", flag, value, "-o", str(tmp_path / "s.json")])
     assert exit_info.value.code == 2

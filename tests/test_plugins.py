@@ -255,3 +255,23 @@ def test_a_broken_package_does_not_take_down_another_with_its_entry_point_name(s
         registry = build_registry()
     assert "alpha" in registry.names("source")
     assert [f.distribution for f in registry.failures] == ["dk-broken"]
+
+
+def test_a_part_given_back_skips_plugins_that_failed_too(site):
+    """A replaced the built-in pld, B replaced A's; A failed, then B: B once gave back A's part, so a
+    failed plugin still provided pld."""
+    def replacing(name: str, fails_at: str) -> str:
+        return PLD_REPLACEMENT.replace("MyLookup", f"{name}Lookup") + f'''
+
+@draftkit.hookimpl
+def draftkit_register_{fails_at}(register):
+    raise RuntimeError("{name} breaks")
+'''
+
+    install_plugin(site, "draftkit-a", "a", "dk_a_plugin", replacing("A", "tree_builders"))
+    install_plugin(site, "draftkit-b", "b", "dk_b_plugin", replacing("B", "verifiers"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        registry = build_registry()
+    assert {f.plugin for f in registry.failures} == {"a", "b"}
+    assert registry.info("source", "pld").plugin == "draftkit.builtin"

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import argtypes
 from .errors import DraftkitError, InvalidInputError
 from .loading import load_model_and_tokenizer
 
@@ -36,7 +37,7 @@ class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "(default" in text or action.default in (None, False, argparse.SUPPRESS):
+        if "(default" in text or action.default in (None, False, argparse.SUPPRESS) or action.default == []:
             return text
         return super()._get_help_string(action)
 
@@ -300,7 +301,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from .bench.methods import GenSettings
     from .bench.prompts import load_prompt_set
-    from .bench.report import format_table, write_answers, write_chart, write_results
+    from .bench.report import earlier_methods, format_table, write_answers, write_chart, write_results
     from .bench.runner import BenchConfig, run_benchmark
     from .bench.setup import build_methods
     from .plugins import build_registry
@@ -356,12 +357,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(table)
     meta = {"model": args.model, "prompts": args.prompts, "n_prompts": len({r.prompt.id for r in result.runs}),
             "command": "draftkit " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("draftkit") else None}
+    earlier = earlier_methods(out)  # an earlier benchmark in this folder: its files are replaced
     path = write_results(result, out, meta)
-    write_answers(result, out, lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
+    write_answers(result, out, lambda ids: tokenizer.decode(ids, skip_special_tokens=True), earlier)
     chart = None if args.no_chart else write_chart(
-        result, out, f"draftkit bench: {args.model}, {args.prompts} ({len(prompts)} prompts), "
+        result, out, f"draftkit bench: {args.model}, {args.prompts} ({meta['n_prompts']} prompts), "
         f"{args.max_new_tokens} new tokens, {'sampling' if sampling else 'greedy'}")
-    if chart is None and (out / "chart.png").exists():  # an earlier run's chart would not match this one
+    if chart is None and earlier and (out / "chart.png").exists():  # the earlier run's chart would not match
         (out / "chart.png").unlink()
     (out / "table.txt").write_text(table + "\n")
     print(f"results: {path}" + (f", chart: {chart}" if chart else ""), file=sys.stderr)
@@ -381,28 +383,6 @@ def _unescape(text: str) -> str:
             out.append(text[i])
             i += 1
     return "".join(out)
-
-
-def _whole_number(text: str, expected: str, too_small: str, minimum: int = 0) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(too_small)
-    return value
-
-
-def _budget(text: str) -> int | str:
-    return text if text == "auto" else _whole_number(text, "an integer or 'auto'", "the budget must be >= 0")
-
-
-def _positive(text: str) -> int:
-    return _whole_number(text, "a whole number", "must be >= 1", minimum=1)
-
-
-def _threads(text: str) -> int:
-    return _whole_number(text, "a whole number of threads", "the number of threads must be >= 1 (0: torch's default)")
 
 
 def _lazy(module: str, name: str) -> Any:
@@ -484,10 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="option passed to the source factory (repeatable), e.g. matrix=m.aded (aded) or "
                      "path=STORE (rest); with a+b, name the member: aded.matrix=m.aded")
     gen.add_argument("--tree", default="trie", help="tree builder: trie or chain")
-    gen.add_argument("--budget", type=_budget, default="auto",
+    gen.add_argument("--budget", type=argtypes.budget, default="auto",
                      help="draft nodes verified per step: an integer, or 'auto' to pick per step from the "
                      "model's measured verify cost")
-    gen.add_argument("--max-new-tokens", type=_positive, default=None,
+    gen.add_argument("--max-new-tokens", type=argtypes.positive, default=None,
                      help="never more new tokens than this (default: the model's generation_config "
                      "max_new_tokens or max_length, as model.generate; else 128)")
     gen.add_argument("--temperature", type=float,
@@ -510,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="wrap the prompt as one user turn in the tokenizer's chat template (chat models)")
     gen.add_argument("--dtype", default="float32", choices=DTYPES,
                      help="weights and compute dtype of the model")
-    gen.add_argument("--threads", type=_threads, default=0, help="torch threads (0: torch's default)")
+    gen.add_argument("--threads", type=argtypes.threads, default=0, help="torch threads (0: torch's default)")
     gen.set_defaults(func=cmd_generate)
 
     bench = sub.add_parser(
@@ -529,16 +509,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--prompts", default="quick",
                        help="quick (20 HumanEval), humaneval (164), stdlib (held-out library files), mixed, "
                        "or a Spec-Bench question.jsonl")
-    bench.add_argument("--limit", type=_positive, help="use at most this many prompts")
+    bench.add_argument("--limit", type=argtypes.positive, help="use at most this many prompts")
     bench.add_argument("--methods", help="comma-separated subset, e.g. plain,hf,pld,aded; 'a+b' is a composite "
                        "source; 'oracle' drafts plain decoding's own answer, the ceiling of any source "
                        "(default: all)")
-    bench.add_argument("--max-new-tokens", type=_positive, default=128, help="new tokens per prompt (at most)")
+    bench.add_argument("--max-new-tokens", type=argtypes.positive, default=128, help="new tokens per prompt (at most)")
     bench.add_argument("--temperature", type=float, help="sample at this temperature; 0 is greedy (default: greedy)")
     bench.add_argument("--top-p", type=float, help="nucleus sampling (implies sampling)")
     bench.add_argument("--seed", type=int, default=0, help="seed of the sampling streams (with --temperature)")
-    bench.add_argument("--repeats", type=_positive, default=1, help="runs per prompt and method; the median counts")
-    bench.add_argument("--budget", type=_budget, help="draft nodes per step for every source: an integer or "
+    bench.add_argument("--repeats", type=argtypes.positive, default=1, help="runs per prompt and method; the median counts")
+    bench.add_argument("--budget", type=argtypes.budget, help="draft nodes per step for every source: an integer or "
                        "'auto' (default: the decoder's default)")
     bench.add_argument("--out", default="bench-results", help="output folder")
     bench.add_argument("--cache-dir", default=None, help="where corpus artefacts (ADED matrix, retrieval "
@@ -549,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "Spec-Bench questions are meant for it)")
     bench.add_argument("--dtype", default="float32", choices=DTYPES,
                        help="weights and compute dtype of the models")
-    bench.add_argument("--threads", type=_threads, default=0, help="torch threads (0: torch's default)")
+    bench.add_argument("--threads", type=argtypes.threads, default=0, help="torch threads (0: torch's default)")
     bench.add_argument("--no-chart", action="store_true", help="do not draw chart.png")
     bench.add_argument("--strict", action="store_true", help="exit 1 if a draftkit output differs")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -280,7 +280,7 @@ def build_registry(
                 )
                 # Drop whatever this plugin registered before failing (half a plugin is worse than
                 # none), and give back the parts it had replaced.
-                _drop_plugin_parts(registry, plugin_name, replaced)
+                _drop_plugin_parts(registry, plugin_name, replaced_by, {f.plugin for f in registry.failures})
     for failure in registry.failures:
         warnings.warn(
             f"draftkit plugin {failure.plugin!r} (package {failure.distribution}) failed at "
@@ -291,10 +291,15 @@ def build_registry(
     return registry
 
 
-def _drop_plugin_parts(registry: Registry, plugin_name: str, replaced: dict[tuple[str, str], PartInfo]) -> None:
+def _drop_plugin_parts(registry: Registry, plugin_name: str,
+                       replaced_by: dict[str, dict[tuple[str, str], PartInfo]], failed: set[str]) -> None:
+    """Remove ``plugin_name``'s parts, giving back what each replaced: the latest earlier part whose
+    plugin has not failed too (following the chain back, to the built-in or to nothing)."""
     for kind, table in registry.parts.items():
         for part_name in [n for n, i in table.items() if i.plugin == plugin_name]:
-            earlier = replaced.get((kind, part_name))
+            earlier = replaced_by.get(plugin_name, {}).get((kind, part_name))
+            while earlier is not None and earlier.plugin in failed:
+                earlier = replaced_by.get(earlier.plugin, {}).get((kind, part_name))
             if earlier is None:
                 del table[part_name]
             else:

@@ -6,12 +6,13 @@ import dataclasses
 import json
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .runner import BenchResult
 
-__all__ = ["format_table", "write_results", "write_answers", "write_chart"]
+__all__ = ["format_table", "earlier_methods", "write_results", "write_answers", "write_chart"]
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -54,6 +55,14 @@ def format_table(result: BenchResult) -> str:
     return "\n".join(lines)
 
 
+def earlier_methods(out_dir: Path) -> list[str]:
+    """The methods of the benchmark whose results.json is in ``out_dir`` (none if there is none)."""
+    try:
+        return [str(m["name"]) for m in json.loads((out_dir / "results.json").read_text())["methods"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
 def write_results(result: BenchResult, out_dir: Path, meta: dict[str, Any]) -> Path:
     import torch
 
@@ -90,17 +99,18 @@ def write_results(result: BenchResult, out_dir: Path, meta: dict[str, Any]) -> P
     return path
 
 
-def write_answers(result: BenchResult, out_dir: Path, decode: Any) -> Path:
-    """Spec-Bench-style answer files, one jsonl per method; those of methods this run did not have
-    (left by an earlier run into the same folder) are removed, so the folder matches results.json."""
+def write_answers(result: BenchResult, out_dir: Path, decode: Any, earlier_methods: Sequence[str] = ()) -> Path:
+    """Spec-Bench-style answer files, one jsonl per method. Those an earlier benchmark wrote into
+    the same folder for methods this run did not have are removed (``earlier_methods``, read from
+    its results.json before it was replaced), so the folder matches results.json; other files,
+    such as other systems' answers kept there, stay."""
     folder = out_dir / "answers"
     folder.mkdir(parents=True, exist_ok=True)
     by_method: dict[str, list[Any]] = {}
     for r in result.runs:
         by_method.setdefault(r.method, []).append(r)
-    for stale in folder.glob("*.jsonl"):
-        if stale.stem not in by_method:
-            stale.unlink()
+    for name in set(earlier_methods) - set(by_method):
+        (folder / f"{name}.jsonl").unlink(missing_ok=True)
     for method, runs in by_method.items():
         with open(folder / f"{method}.jsonl", "w", encoding="utf-8") as fh:
             for r in runs:

@@ -144,7 +144,8 @@ def run_benchmark(
     prompts, encoded = _fitting(prompts, encoded, config.context_window,
                                 warn or (lambda message: warnings.warn(message, stacklevel=3)))
     if config.warmup and prompts:
-        warm = GenSettings(max_new_tokens=min(8, config.settings.max_new_tokens))
+        room = _room(min(8, config.settings.max_new_tokens), int(encoded[0].shape[-1]), config.context_window)
+        warm = GenSettings(max_new_tokens=room)
         for m in methods:
             _run(m, encoded[0], warm, prompts[0])
     runs: list[PromptRun] = []
@@ -207,7 +208,8 @@ def _fitting(prompts: Sequence[PromptCase], encoded: list[torch.Tensor], window:
         return list(prompts), encoded
     keep = [i for i, ids in enumerate(encoded) if int(ids.shape[-1]) <= window]
     if len(keep) < len(prompts):
-        dropped = [prompts[i].id for i in range(len(prompts)) if i not in set(keep)]
+        kept = set(keep)
+        dropped = [prompts[i].id for i in range(len(prompts)) if i not in kept]
         if not keep:
             raise InvalidInputError(f"every prompt is longer than the model's context window ({window} tokens); "
                                     "use shorter prompts (--prompts) or a model with a longer context")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -79,16 +79,16 @@ def _consistent_with_parents(tree: TokenTree) -> bool:
 
 @contextmanager
 def _naming_context_writes(source: str, method: str) -> Iterator[None]:
-    """Turn numpy's bare 'read-only' error from a source writing to the shared context into a
-    contract violation that names the source (the context is every part's view of the request)."""
+    """Turn numpy's bare 'read-only' error inside a source into a contract violation that names the
+    source; the likely cause is a write to the shared context (every part's view of the request)."""
     try:
         yield
     except ValueError as exc:
         if "read-only" not in str(exc):
             raise
         raise ContractViolationError(
-            f"source {source!r} wrote to the context in {method}(); the context is shared and read-only: "
-            "copy it (np.array(context)) before changing it"
+            f"source {source!r} wrote to a read-only array in {method}() ({exc}), most likely the context, "
+            "which is shared and read-only: copy it (np.array(context)) before changing it"
         ) from exc
 
 
@@ -118,7 +118,7 @@ class SpeculativeDecoder(DecoderAPI):
     def __init__(
         self,
         model: torch.nn.Module,
-        source: str | DraftSource | Sequence[str | DraftSource] = "pld",
+        source: str | DraftSource | list[str | DraftSource] | tuple[str | DraftSource, ...] = "pld",
         tree: str | TreeBuilder = "trie",
         verifier: str | Verifier | None = None,
         *,
@@ -157,16 +157,7 @@ class SpeculativeDecoder(DecoderAPI):
         self.verifier: Verifier | None = (
             None if verifier is None else _resolve(self.registry, "verifier", verifier, None)
         )
-        if budget == "auto":
-            self.budget_policy: BudgetPolicy = CostAwareBudget.calibrate(self.target)
-        elif isinstance(budget, int):
-            self.budget_policy = FixedBudget(budget)
-        else:
-            self.budget_policy = budget
-        self.budget = self.budget_policy.max_budget
-        self.max_depth = max_depth
-        self.tokenizer = tokenizer
-        for obj, kind, methods in (
+        for obj, kind, methods in (  # before the budget's calibration: fail fast
             (self.source, "source", ("propose", "observe", "begin", "reset")),
             (self.tree_builder, "tree builder", ("build",)),
         ):
@@ -180,6 +171,17 @@ class SpeculativeDecoder(DecoderAPI):
                 f"the source {self.source!r} has no capabilities (a draftkit.SourceCapabilities, e.g. "
                 "SourceCapabilities() for deterministic drafts); see draftkit.interfaces"
             )
+        # Built-in builders make trees with TokenTree.from_parents; a plugin's tree is checked every step.
+        self._trusted_builder = type(self.tree_builder).__module__.startswith("draftkit.trees.")
+        if budget == "auto":
+            self.budget_policy: BudgetPolicy = CostAwareBudget.calibrate(self.target)
+        elif isinstance(budget, int):
+            self.budget_policy = FixedBudget(budget)
+        else:
+            self.budget_policy = budget
+        self.budget = self.budget_policy.max_budget
+        self.max_depth = max_depth
+        self.tokenizer = tokenizer
         prepare = getattr(self.source, "prepare", None)
         if callable(prepare):  # optional: a source refuses a model or tokenizer here, not mid-request
             prepare(model, tokenizer)
@@ -418,7 +420,7 @@ class SpeculativeDecoder(DecoderAPI):
             or tree.depths.shape != (n,)
             or tree.ancestors.shape != (n, n)
             or (n and (np.any(tree.parents >= np.arange(n)) or np.any(tree.parents < -1)))
-            or not _consistent_with_parents(tree)
+            or (not self._trusted_builder and not _consistent_with_parents(tree))
         ):
             raise ContractViolationError(
                 f"tree builder {getattr(self.tree_builder, 'name', '?')!r} returned a malformed tree: "

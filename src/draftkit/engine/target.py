@@ -123,6 +123,10 @@ class _CacheLayout:
     tree_size: int
 
 
+#: Config settings of dropout that HF models apply as a function inside attention, not as a layer.
+_FUNCTIONAL_DROPOUT = ("attention_dropout", "attn_pdrop", "attn_dropout", "attention_probs_dropout_prob")
+
+
 def refuse_active_dropout(model: torch.nn.Module) -> None:
     """Refuse a model in training mode whose dropout is on: its forward passes are random, so no
     decoder can repeat plain decoding (and the tree probes would blame the model's attention).
@@ -130,8 +134,10 @@ def refuse_active_dropout(model: torch.nn.Module) -> None:
     if not getattr(model, "training", False):
         return
     config = getattr(model, "config", None)
-    rates = {name: value for name, value in vars(config).items()
-             if ("dropout" in name or "pdrop" in name) and isinstance(value, float) and value > 0} if config else {}
+    # Dropout layers, and the attention dropout that HF's attention functions apply in training
+    # (not every *dropout* setting: GPT-2's summary_first_dropout is for another head).
+    rates = {name: getattr(config, name) for name in _FUNCTIONAL_DROPOUT
+             if isinstance(getattr(config, name, None), float) and getattr(config, name) > 0}
     layers = [m for m in model.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0]
     if rates or layers:
         what = ", ".join(f"{k}={v}" for k, v in sorted(rates.items())) or f"{len(layers)} dropout layers"

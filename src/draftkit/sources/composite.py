@@ -26,6 +26,7 @@ evidence of the member expected to match longest.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,7 +89,7 @@ class Composite:
                 f"Composite takes source objects, got the name(s) {', '.join(map(repr, named))}: pass names to "
                 "SpeculativeDecoder(source=[...]), which builds them, or build each with registry.source(name)"
             )
-        if not (isinstance(self.decay, (int, float)) and 0.0 < self.decay < 1.0):
+        if not (isinstance(self.decay, numbers.Real) and 0.0 < self.decay < 1.0):
             raise InvalidInputError(f"Composite decay must be in (0, 1) (the weight of the past), got {self.decay!r}")
         if isinstance(self.max_depth, bool) or not isinstance(self.max_depth, (int, np.integer)) or self.max_depth < 1:
             raise InvalidInputError(f"Composite max_depth must be an integer >= 1, got {self.max_depth!r}")
@@ -158,8 +159,7 @@ class Composite:
             m.begin(prompt)
 
     def propose(self, request: DraftRequest) -> Draft:
-        drafts = [require_draft(member.propose(request), getattr(member, "name", repr(member)), member_of=self.name)
-                  for member in self.members]
+        drafts = [require_draft(member.propose(request), member.name, member_of=self.name) for member in self.members]
         claimed = [step_context.evidence_class(d.evidence) for d in drafts]
         self._evidence = np.asarray(claimed if self.by_context else [0] * len(drafts), dtype=np.int64)
         rates = self.acceptance()

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ... import argtypes
 from ...errors import DraftkitError, InvalidInputError
 
 __all__ = ["add_search_arguments", "run_search", "read_prompts", "DEFAULT_PROMPTS", "main"]
@@ -45,7 +46,7 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         help="calibration prompts: a text file (one prompt per line) or JSONL with 'prompt', 'text' "
         "or 'input_ids' per line (default: 8 built-in prompts)",
     )
-    parser.add_argument("--iterations", type=_at_least_one, default=None, help="number of new trials (default 50)")
+    parser.add_argument("--iterations", type=argtypes.positive, default=None, help="number of new trials (default 50)")
     parser.add_argument("--seconds", type=float, default=None, help="time budget in seconds")
     parser.add_argument("-o", "--output", type=Path, required=True,
                         help="where to write the skip set (JSON; its folder is created)")
@@ -57,10 +58,10 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: OUTPUT with suffix .search.json)",
     )
     parser.add_argument("--fresh", action="store_true", help="ignore an existing state file and start over")
-    parser.add_argument("--max-new-tokens", type=_at_least_one, default=32, help="tokens generated per prompt per trial")
+    parser.add_argument("--max-new-tokens", type=argtypes.positive, default=32, help="tokens generated per prompt per trial")
     parser.add_argument("--max-draft", type=int, default=None, help="longest draft of the layerskip source")
     parser.add_argument("--dtype", default="float32", help="torch dtype to load the model in (default float32)")
-    parser.add_argument("--threads", type=_at_least_one, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=argtypes.threads, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the optimiser")
     parser.add_argument(
         "--clock",
@@ -69,16 +70,6 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         help="time trials by wall clock (default) or by this process's CPU time (steadier on a busy machine)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
 
 
 def read_prompts(path: Path | None, tokenizer: Any) -> list[list[int]]:
@@ -144,6 +135,9 @@ def run_search(args: argparse.Namespace) -> int:
     from .search import search_skip_set
 
     _require_optimizer()
+    if args.output.is_dir():
+        raise InvalidInputError(f"-o {args.output} is a folder; give the skip-set file to write, "
+                                f"e.g. {args.output / 'skip.json'}")
     dtype = getattr(torch, str(args.dtype), None)
     if not isinstance(dtype, torch.dtype):
         raise InvalidInputError(f"unknown --dtype {args.dtype!r}; use float32, bfloat16 or float16")
@@ -158,9 +152,6 @@ def run_search(args: argparse.Namespace) -> int:
         tokenizer = None  # fine when --prompts gives input_ids
     prompts = read_prompts(args.prompts, tokenizer)
     model = load_model(model_path, str(args.dtype))
-    if args.output.is_dir():
-        raise InvalidInputError(f"-o {args.output} is a folder; give the skip-set file to write, "
-                                f"e.g. {args.output / 'skip.json'}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     state = args.state if args.state is not None else args.output.with_suffix(".search.json")
     state.parent.mkdir(parents=True, exist_ok=True)
