@@ -369,3 +369,21 @@ def test_dropout_settings_a_causal_lm_does_not_use_are_not_dropout():
     expected = model.generate(prompt, max_new_tokens=4, do_sample=False, eos_token_id=None, pad_token_id=0)
     out = draftkit.SpeculativeDecoder(model, source="pld").generate(prompt, max_new_tokens=4, eos_token_id=None)
     assert out.sequences.tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize(("source", "options"), [
+    ("aded", {"persist": "no"}),
+    ("aded", {"learn_prompt": 0}),
+    ("rest", {"include_context": "yes"}),
+    ("layerskip", {"adaptive": "off"}),
+])
+def test_source_switches_must_be_booleans(source, options):
+    """A string such as "no" is truthy: Aded(persist="no") once kept what it learnt."""
+    from draftkit.sources.aded import Aded
+    from draftkit.sources.layerskip import LayerSkip
+    from draftkit.sources.rest import Rest
+
+    make = {"aded": Aded, "rest": lambda **o: Rest(None, **o), "layerskip": LayerSkip}[source]
+    (name,) = options
+    with pytest.raises(InvalidInputError, match=f"{source}: {name} must be true or false"):
+        make(**options)

@@ -18,6 +18,7 @@ import numpy as np
 
 from ...errors import InvalidInputError
 from ...types import Draft, DraftKind, DraftRequest, SourceCapabilities, StepFeedback
+from ..switches import require_switch
 from .config import AdaptConfig, MctsConfig, search_evidence, step_seed
 from .fileformat import load_matrix, save_matrix
 from .table import AdaptiveTable, TrigramMatrix, build_matrix
@@ -115,9 +116,11 @@ class Aded:
                 f"vocab_size={vocab_size} but the matrix was built for {matrix.vocab_size} tokens; "
                 "omit vocab_size or build the matrix with this vocabulary"
             )
+        learn_prompt, normalize = require_switch("aded", "learn_prompt", learn_prompt), require_switch(
+            "aded", "normalize", normalize)
         self.adapt = AdaptConfig(window, increment, max_weight, max_inserted, learn_prompt, max_learnt_per_bigram)
         self.mcts = MctsConfig(iterations, rollout_depth, num_paths, greedy_extension, c1, c2, max_nodes, normalize)
-        self.persist = bool(persist)
+        self.persist = require_switch("aded", "persist", persist)
         self.seed = int(seed)
         if backend == "auto":
             backend = "reference" if _jit_disabled() else "numba"

@@ -50,6 +50,7 @@ import torch
 from ...errors import ContractViolationError, InvalidInputError
 from ...logits import LogitsPipeline, sample_from_probs
 from ...types import Draft, DraftKind, DraftRequest, SourceCapabilities, StepFeedback
+from ..switches import require_switch
 from .discover import find_layout
 from .exiting import ExitRule, ExitState, should_stop, update_threshold
 from .forward import skip_forward
@@ -120,7 +121,7 @@ class LayerSkip:
         self.skip_set: SkipSet | None = skip_set
         self.max_draft = max_draft
         self.initial_threshold = float(threshold)
-        self.adaptive = bool(adaptive)
+        self.adaptive = require_switch("layerskip", "adaptive", adaptive)
         self.drafting = drafting
         self.branch_k = branch_k
         self.branch_below = float(branch_below)

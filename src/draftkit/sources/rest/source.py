@@ -17,6 +17,7 @@ import numpy as np
 
 from ...errors import InvalidInputError, MismatchedDataFileError
 from ...types import Draft, DraftRequest, SourceCapabilities, StepFeedback
+from ..switches import require_switch
 from . import kernels
 from .datastore import Datastore
 from .suffix import RetrievalParams, match_evidence, retrieve
@@ -60,6 +61,7 @@ class Rest:
         return self
 
     def __post_init__(self) -> None:
+        self.include_context = require_switch("rest", "include_context", self.include_context)
         if self.store is None and not self.include_context:
             raise InvalidInputError(
                 "Rest needs a datastore: use Rest.open('store/') (on the command line: --source-option "
