@@ -148,7 +148,8 @@ def test_a_composite_member_is_held_to_the_source_contract(model, script, match)
 
 
 @pytest.mark.parametrize(("options", "match"), [
-    ({"decay": -1}, "decay must be in \\(0, 1\\)"),
+    ({"decay": -1}, "decay must be in \\[0, 1\\)"),
+    ({"decay": 1.0}, "decay must be in"),
     ({"decay": 2.0}, "decay must be in"),
     ({"max_depth": 0}, "max_depth must be an integer >= 1"),
 ])

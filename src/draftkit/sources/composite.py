@@ -89,8 +89,8 @@ class Composite:
                 f"Composite takes source objects, got the name(s) {', '.join(map(repr, named))}: pass names to "
                 "SpeculativeDecoder(source=[...]), which builds them, or build each with registry.source(name)"
             )
-        if not (isinstance(self.decay, numbers.Real) and 0.0 < self.decay < 1.0):
-            raise InvalidInputError(f"Composite decay must be in (0, 1) (the weight of the past), got {self.decay!r}")
+        if not (isinstance(self.decay, numbers.Real) and 0.0 <= self.decay < 1.0):  # 1 would never learn
+            raise InvalidInputError(f"Composite decay must be in [0, 1) (the weight of the past), got {self.decay!r}")
         if isinstance(self.max_depth, bool) or not isinstance(self.max_depth, (int, np.integer)) or self.max_depth < 1:
             raise InvalidInputError(f"Composite max_depth must be an integer >= 1, got {self.max_depth!r}")
         kinds = {m.capabilities.draft_kind for m in self.members}
