@@ -51,6 +51,16 @@ def draftkit_register_sources(register):
 '''
 
 
+def failing_hook(kind: str, message: str = "bad config") -> str:
+    """Plugin source for a ``draftkit_register_<kind>`` hook that raises ``RuntimeError(message)``."""
+    return f'''
+
+@draftkit.hookimpl
+def draftkit_register_{kind}(register):
+    raise RuntimeError("{message}")
+'''
+
+
 def install_plugin(root: Path, dist: str, entry: str, module: str, code: str) -> None:
     (root / f"{module}.py").write_text(textwrap.dedent(code))
     info = root / f"{dist.replace('-', '_')}-0.1.dist-info"
@@ -100,13 +110,7 @@ def test_plugin_that_fails_to_import_is_reported_and_others_work(site):
 
 
 def test_plugin_that_raises_while_registering_is_dropped_whole(site):
-    code = GOOD_PLUGIN + '''
-
-@draftkit.hookimpl
-def draftkit_register_tree_builders(register):
-    raise RuntimeError("bad config")
-'''
-    install_plugin(site, "draftkit-half", "half", "dk_half_plugin", code)
+    install_plugin(site, "draftkit-half", "half", "dk_half_plugin", GOOD_PLUGIN + failing_hook("tree_builders"))
     with pytest.warns(UserWarning, match="'half'.*bad config"):
         registry = build_registry()
     assert registry.failures[0].plugin == "half"
@@ -150,13 +154,7 @@ def test_a_plugin_part_with_a_built_in_name_replaces_it_and_says_so(site):
 
 
 def test_a_failing_plugin_gives_back_the_parts_it_replaced(site):
-    code = PLD_REPLACEMENT + '''
-
-@draftkit.hookimpl
-def draftkit_register_verifiers(register):
-    raise RuntimeError("bad config")
-'''
-    install_plugin(site, "draftkit-badpld", "badpld", "dk_badpld_plugin", code)
+    install_plugin(site, "draftkit-badpld", "badpld", "dk_badpld_plugin", PLD_REPLACEMENT + failing_hook("verifiers"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         registry = build_registry()
@@ -261,12 +259,7 @@ def test_a_part_given_back_skips_plugins_that_failed_too(site):
     """A replaced the built-in pld, B replaced A's; A failed, then B: B once gave back A's part, so a
     failed plugin still provided pld."""
     def replacing(name: str, fails_at: str) -> str:
-        return PLD_REPLACEMENT.replace("MyLookup", f"{name}Lookup") + f'''
-
-@draftkit.hookimpl
-def draftkit_register_{fails_at}(register):
-    raise RuntimeError("{name} breaks")
-'''
+        return PLD_REPLACEMENT.replace("MyLookup", f"{name}Lookup") + failing_hook(fails_at, f"{name} breaks")
 
     install_plugin(site, "draftkit-a", "a", "dk_a_plugin", replacing("A", "tree_builders"))
     install_plugin(site, "draftkit-b", "b", "dk_b_plugin", replacing("B", "verifiers"))

@@ -16,13 +16,14 @@ of a tree (the root is *not* a node), ``V`` the vocabulary size of the logits.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from .checks import is_integer
 
 if TYPE_CHECKING:  # torch is heavy; the value types only need it for annotations
     import torch
@@ -127,7 +128,7 @@ class Draft:
     evidence: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.evidence, bool) or not isinstance(self.evidence, (int, np.integer)) or self.evidence < 0:
+        if not is_integer(self.evidence) or self.evidence < 0:
             raise ValueError(f"Draft.evidence must be an integer >= 0, got {self.evidence!r}")
         if not self.weights and self.sequences:
             object.__setattr__(self, "weights", tuple(1.0 for _ in self.sequences))
@@ -283,11 +284,9 @@ class SamplingParams:
                 f"temperature must be a positive number, got {self.temperature}; "
                 "use do_sample=False for greedy decoding"
             )
-        if self.top_k is not None and (
-            isinstance(self.top_k, bool) or not isinstance(self.top_k, numbers.Integral) or self.top_k < 1
-        ):
+        if self.top_k is not None and (not is_integer(self.top_k) or self.top_k < 1):
             raise InvalidInputError(f"top_k must be an integer >= 1 (or None), got {self.top_k!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral)):
+        if self.seed is not None and not is_integer(self.seed):
             raise InvalidInputError(f"seed must be an integer (or None), got {self.seed!r}")
         if self.top_p is not None and not (0.0 <= self.top_p <= 1.0):  # 0: the likeliest token only, as in HF
             raise InvalidInputError(f"top_p must be in [0, 1], got {self.top_p}")

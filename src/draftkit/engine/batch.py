@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checks import is_integer
 from ..errors import BatchSizeError, EmptyPromptError, InvalidInputError, UnsupportedSamplingError
 from ..types import DecodeStats, GenerationOutput
 from .request import (
@@ -78,7 +79,7 @@ def batch_layout(input_ids: Any, options: dict[str, Any], model: Any) -> BatchLa
     samples = _check_samples(samples, options, settings)
     options.pop("attention_mask", None)
     pad, seed = options.pop("pad_token_id", UNSET), options.pop("seed", None)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+    if seed is not None and not is_integer(seed):
         raise InvalidInputError(f"seed must be an integer (or None), got {seed!r}")
     options["num_return_sequences"] = 1  # each row is one sequence (this also overrides the config's)
     eos = _resolve_eos(view, options.get("eos_token_id", UNSET))
@@ -294,7 +295,7 @@ def _check_samples(samples: Any, options: dict[str, Any], settings: Any) -> int:
     """``num_return_sequences`` as an int; more than one needs sampling (as in HF greedy search)."""
     if samples is None:
         return 1
-    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+    if not is_integer(samples) or samples < 1:
         raise InvalidInputError(f"num_return_sequences must be an integer >= 1, got {samples!r}")
     do_sample = options.get("do_sample", UNSET)
     if do_sample is UNSET:  # as in every request: the generation config decides

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checks import is_integer
 from ..errors import (
     ContractViolationError,
     IncompatiblePartsError,
@@ -56,10 +57,6 @@ __all__ = ["SpeculativeDecoder", "DEFAULT_BUDGET"]
 #: How close it gets to the best fixed budget depends on the machine and its
 #: load: measure with benchmarks/budget_sweep.py.
 DEFAULT_BUDGET = "auto"
-
-
-def _whole(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _consistent_with_parents(tree: TokenTree) -> bool:
@@ -130,12 +127,12 @@ class SpeculativeDecoder(DecoderAPI):
         tree_options: dict[str, Any] | None = None,
     ) -> None:
         is_policy = all(hasattr(budget, m) for m in ("choose", "observe", "max_budget"))
-        if _whole(budget):  # numpy integers too; a bool is not a budget
+        if is_integer(budget):  # numpy integers too; a bool is not a budget
             budget = int(budget)
-        if not (isinstance(budget, str) and budget == "auto" or _whole(budget) and budget >= 0 or is_policy):
+        if not (isinstance(budget, str) and budget == "auto" or is_integer(budget) and budget >= 0 or is_policy):
             raise InvalidInputError("budget must be a non-negative integer, 'auto' or a BudgetPolicy "
                 f"(max_budget, choose, observe), got {budget!r}")
-        if max_depth is not None and not (_whole(max_depth) and max_depth >= 1):
+        if max_depth is not None and not (is_integer(max_depth) and max_depth >= 1):
             raise InvalidInputError(f"max_depth must be an integer >= 1 or None, got {max_depth!r}")
         max_depth = None if max_depth is None else int(max_depth)
         self.registry = registry if registry is not None else default_registry()

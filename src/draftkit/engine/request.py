@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checks import is_integer
 from ..errors import BatchSizeError, EmptyPromptError, InvalidInputError, UnsupportedSamplingError
 from ..processors import PROCESSOR_OPTIONS, build_extra_processors, configured_processor_options
 from ..types import SamplingParams
@@ -131,7 +132,7 @@ def _id_set(ids: Any, name: str = "eos_token_id") -> frozenset[int]:
     if isinstance(ids, torch.Tensor):
         ids = ids.reshape(-1).tolist()
     items = [ids] if isinstance(ids, (int, np.integer, str, bytes)) or not hasattr(ids, "__iter__") else list(ids)
-    bad = [e for e in items if isinstance(e, bool) or not isinstance(e, (int, np.integer))]
+    bad = [e for e in items if not is_integer(e)]
     if bad:
         raise InvalidInputError(f"{name} must be a token id or a list of token ids (integers), got {ids!r}")
     return frozenset(int(e) for e in items)

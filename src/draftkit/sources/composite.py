@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from .. import step_context
+from ..checks import is_integer
 from ..engine.draft_checks import require_draft
 from ..errors import IncompatiblePartsError, InvalidInputError
 from ..interfaces import DraftSource
@@ -91,7 +92,7 @@ class Composite:
             )
         if not (isinstance(self.decay, numbers.Real) and 0.0 <= self.decay < 1.0):  # 1 would never learn
             raise InvalidInputError(f"Composite decay must be in [0, 1) (the weight of the past), got {self.decay!r}")
-        if isinstance(self.max_depth, bool) or not isinstance(self.max_depth, (int, np.integer)) or self.max_depth < 1:
+        if not is_integer(self.max_depth) or self.max_depth < 1:
             raise InvalidInputError(f"Composite max_depth must be an integer >= 1, got {self.max_depth!r}")
         kinds = {m.capabilities.draft_kind for m in self.members}
         if DraftKind.STOCHASTIC in kinds:

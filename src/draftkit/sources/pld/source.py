@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ...checks import is_integer
 from ...errors import InvalidInputError
 from ...types import Draft, DraftRequest, SourceCapabilities, StepFeedback
 
@@ -74,7 +75,7 @@ class PromptLookup:
     def __post_init__(self) -> None:
         for key in ("max_ngram", "min_ngram", "max_draft_len", "max_candidates"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            if not is_integer(value) or value < 1:
                 raise InvalidInputError(f"pld {key} must be an integer >= 1, got {value!r}")
         if self.min_ngram > self.max_ngram:
             raise InvalidInputError(f"pld min_ngram ({self.min_ngram}) must not exceed max_ngram ({self.max_ngram})")

@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from ...checks import is_integer
 from ...errors import CorruptDataFileError, DataFileError, InvalidInputError, MismatchedDataFileError
 from .suffix import MAX_SORT_BYTES, byte_width, suffix_array
 
@@ -239,7 +240,7 @@ def build_datastore(
     interrupted build leaves no openable store.
     """
     t0 = time.perf_counter()
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)) or vocab_size < 1:
+    if not is_integer(vocab_size) or vocab_size < 1:
         raise InvalidInputError(f"vocab_size must be a positive integer, got {vocab_size!r}")
     vocab_size = int(vocab_size)
     dtype = token_dtype_for(vocab_size)
