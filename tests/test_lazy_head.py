@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import draftkit
-from draftkit.engine.target import TargetModel
+from draftkit.engine.target import SeparableHead, TargetModel
 from draftkit.testing.models import ARCHITECTURES, tiny_model
 from draftkit.testing.sources import OracleSource
 from helpers import hf_greedy
@@ -23,20 +23,48 @@ def test_every_tested_architecture_has_a_separable_head(arch):
     assert TargetModel(tiny_model(arch)).head is not None
 
 
-def _count_head_rows(model):
-    rows = []
-    handle = model.get_output_embeddings().register_forward_hook(
-        lambda _m, args, _out: rows.append(args[0].reshape(-1, args[0].shape[-1]).shape[0]))
-    return rows, handle
+class _RowCounter:
+    """Rows per product of the LM head, whether the model's forward applies it or the engine's
+    lazy logits do (:meth:`SeparableHead.logits`, which may bypass the module for a linear head)."""
+
+    def __init__(self, model, monkeypatch):
+        self.rows = []
+        self._inside = False
+        module = model.get_output_embeddings()
+        self._hook = module.register_forward_hook(self._module_called)
+        original = SeparableHead.logits
+
+        def counted(head, hidden):
+            if head.head is module:
+                self.rows.append(hidden.shape[0])
+            self._inside = True
+            try:
+                return original(head, hidden)
+            finally:
+                self._inside = False
+
+        monkeypatch.setattr(SeparableHead, "logits", counted)
+
+    def _module_called(self, _module, args, _out):
+        if not self._inside:
+            self.rows.append(args[0].reshape(-1, args[0].shape[-1]).shape[0])
+
+    def remove(self):
+        self._hook.remove()
+
+
+def _count_head_rows(model, monkeypatch):
+    counter = _RowCounter(model, monkeypatch)
+    return counter.rows, counter
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
-def test_greedy_steps_compute_only_the_walked_rows(arch):
+def test_greedy_steps_compute_only_the_walked_rows(arch, monkeypatch):
     model = tiny_model(arch)
     prompt = [5, 6, 7, 8]
     expected = hf_greedy(model, prompt, 40, None)
     decoder = draftkit.SpeculativeDecoder(model, source=OracleSource(expected, decoys=3), budget=16)
-    rows, handle = _count_head_rows(model)
+    rows, handle = _count_head_rows(model, monkeypatch)
     try:
         out = decoder.generate([prompt], max_new_tokens=40)
     finally:
@@ -50,13 +78,13 @@ def test_greedy_steps_compute_only_the_walked_rows(arch):
 
 
 @pytest.mark.parametrize("repetition_penalty", [1.0, 1.3])
-def test_seeded_sampling_walks_lazy_rows_and_matches_plain_sampling(repetition_penalty):
+def test_seeded_sampling_walks_lazy_rows_and_matches_plain_sampling(repetition_penalty, monkeypatch):
     model = tiny_model("llama")
     prompt = [1, 2, 3, 1, 2, 3, 1, 2]
     options = dict(do_sample=True, seed=3, temperature=0.7, top_p=0.9, repetition_penalty=repetition_penalty)
     plain = draftkit.PlainDecoder(model).generate([prompt], max_new_tokens=24, **options)
     decoder = draftkit.SpeculativeDecoder(model, source="pld", budget=8)
-    rows, handle = _count_head_rows(model)
+    rows, handle = _count_head_rows(model, monkeypatch)
     try:
         out = decoder.generate([prompt], max_new_tokens=24, **options)
     finally:
@@ -66,7 +94,7 @@ def test_seeded_sampling_walks_lazy_rows_and_matches_plain_sampling(repetition_p
     assert sum(rows) <= out.stats.drafted + out.stats.steps
 
 
-def test_sources_reading_node_logits_keep_whole_tree_logits():
+def test_sources_reading_node_logits_keep_whole_tree_logits(monkeypatch):
     from draftkit.testing.sources import ScriptedSource
     from draftkit.types import Draft, SourceCapabilities
 
@@ -74,7 +102,7 @@ def test_sources_reading_node_logits_keep_whole_tree_logits():
     source.capabilities = SourceCapabilities(wants_node_logits=True)
     model = tiny_model("llama")
     decoder = draftkit.SpeculativeDecoder(model, source=source, budget=8)
-    rows, handle = _count_head_rows(model)
+    rows, handle = _count_head_rows(model, monkeypatch)
     try:
         out = decoder.generate([[4, 5, 6]], max_new_tokens=12)
     finally:
@@ -126,3 +154,27 @@ def test_lazy_rows_come_in_chains_along_the_preferred_path():
     assert lazy.rows_computed == 6
     assert torch.allclose(lazy[0:6], expected)
     assert LazyLogits(head, hidden, 7, tree, chain_rows=2)[0:1].shape == (1, 7)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_a_linear_head_is_applied_in_its_stored_layout_with_the_same_logits(bias):
+    """``SeparableHead.logits`` multiplies by the weight as stored (faster on CPUs for a few rows);
+    float64, so the rows must agree with the module to rounding, bias included."""
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 31, bias=bias).double()
+    split = SeparableHead(torch.nn.Identity(), head)
+    for rows in (1, 3, 17):
+        hidden = torch.randn(rows, 8, dtype=torch.float64)
+        got = split.logits(hidden)
+        assert got.shape == (rows, 31) and got.is_contiguous()
+        assert torch.allclose(got, head(hidden), rtol=0, atol=1e-12)
+
+
+def test_a_head_that_is_not_a_plain_linear_layer_is_called_as_a_module():
+    class ScaledHead(torch.nn.Linear):  # a subclass may change forward: never bypass it
+        def forward(self, x):
+            return 2.0 * super().forward(x)
+
+    head = ScaledHead(8, 5, bias=False).double()
+    hidden = torch.randn(3, 8, dtype=torch.float64)
+    assert torch.equal(SeparableHead(torch.nn.Identity(), head).logits(hidden), head(hidden))
