@@ -231,7 +231,17 @@ class TargetSession:
 
     @torch.inference_mode()
     def forward_tree(self, pending_token: int, tree: TokenTree) -> torch.Tensor:
-        """Logits after the pending token and after every node: float [n + 1, V]."""
+        """Logits after the pending token and after every node: float [n + 1, V].
+
+        With a separable head and a tree, the head runs on the step's rows through
+        :meth:`SeparableHead.logits`, which is faster on CPUs for a tree's dozen rows
+        (sources that read every node's logits, sampling verifiers: 7.8 -> 7.0 ms per
+        step for Token Recycling in the demo benchmark's flow). A step without a tree
+        (plain decoding) runs the model's own forward.
+        """
+        head = self.owner.head
+        if head is not None and tree.size:
+            return head.logits(self.forward_tree_hidden(pending_token, tree))
         # A fused prefill needs the logits of the step's rows only (HF's logits_to_keep).
         return self._forward(self.model, pending_token, tree, logits_to_keep=tree.size + 1).logits[0, -(tree.size + 1):]
 
