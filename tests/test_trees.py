@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from draftkit.trees import ChainBuilder, TrieBuilder
@@ -60,3 +60,33 @@ def test_chain_is_the_best_candidate_cut_to_the_limits(draft, budget, depth):
     else:
         best = max(range(len(draft.sequences)), key=lambda i: (draft.weights[i], -i))
         assert tree.tokens.tolist() == draft.sequences[best][: min(budget, depth)].tolist()
+
+
+def _preferred_by_sorting(tree):
+    """Reference: order the nodes by parent, then best score, then index; the first child of each parent."""
+    nxt = np.full(tree.size + 1, -1, dtype=np.int64)
+    if tree.size == 0:
+        return nxt
+    scores = tree.scores if tree.scores is not None else np.zeros(tree.size)
+    scores = np.where(np.isnan(scores), -np.inf, scores)
+    order = np.lexsort((np.arange(tree.size), -scores, tree.parents))
+    _, first = np.unique(tree.parents[order], return_index=True)
+    best = order[first]
+    nxt[tree.parents[best] + 1] = best + 1
+    return nxt
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_the_preferred_child_is_the_best_scored_then_the_first(data):
+    from draftkit.trees.chain import preferred_next_rows
+
+    n = data.draw(st.integers(0, 24))
+    parents = [data.draw(st.integers(-1, i - 1)) for i in range(n)]
+    scores = data.draw(st.one_of(
+        st.none(),
+        st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, float("nan")]), min_size=n, max_size=n),
+    ))
+    tree = TokenTree.from_parents(np.arange(n), np.asarray(parents, dtype=np.int64),
+                                  scores=None if scores is None else np.asarray(scores))
+    assert preferred_next_rows(tree).tolist() == _preferred_by_sorting(tree).tolist()
