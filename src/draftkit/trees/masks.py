@@ -9,6 +9,7 @@ at ``cache_len + d``, exactly where it would be in a plain causal forward.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..types import TokenTree
@@ -44,28 +45,29 @@ def tree_attention_inputs(
     holds position ``s`` (the committed context); a tree node holds the
     position of its depth, so the restriction follows each node's own path.
     """
+    # Built in numpy (each operation on these small arrays costs a fraction of torch's dispatch;
+    # this runs every step), then turned into the model's dtype with two torch operations.
     n, f = tree.size, fresh_prefix
-    allowed = torch.zeros((f + n + 1, cache_len + f + n + 1), dtype=torch.bool)
+    allowed = np.zeros((f + n + 1, cache_len + f + n + 1), dtype=bool)
     allowed[:, :cache_len] = True  # the cache
     if f:  # the fresh prefix and pending: causal among themselves
-        allowed[: f + 1, cache_len : cache_len + f + 1] = torch.ones(f + 1, f + 1, dtype=torch.bool).tril()
+        allowed[: f + 1, cache_len : cache_len + f + 1] = np.tri(f + 1, dtype=bool)
     allowed[f:, cache_len + f] = True  # pending, seen by itself and every node
     allowed[f + 1 :, cache_len : cache_len + f] = True  # nodes see the fresh prefix
     if n:
-        allowed[f + 1 :, cache_len + f + 1 :] = torch.from_numpy(tree.ancestors)
+        allowed[f + 1 :, cache_len + f + 1 :] = tree.ancestors
     base = cache_len + f  # pending's position
-    positions = torch.empty(f + n + 1, dtype=torch.long)
-    positions[: f + 1] = torch.arange(cache_len, base + 1)
+    positions = np.empty(f + n + 1, dtype=np.int64)
+    positions[: f + 1] = np.arange(cache_len, base + 1)
     if n:
-        positions[f + 1 :] = torch.from_numpy(tree.depths) + base
+        positions[f + 1 :] = tree.depths + base
     if sliding_window is not None or attention_chunk is not None:
-        key_positions = torch.cat([torch.arange(cache_len), positions])
+        key_positions = np.concatenate([np.arange(cache_len), positions])
         query, key = positions[:, None], key_positions[None, :]
         if sliding_window is not None:
             allowed &= key > query - sliding_window
         if attention_chunk is not None:
-            allowed &= torch.div(key, attention_chunk, rounding_mode="floor") == torch.div(
-                query, attention_chunk, rounding_mode="floor")
+            allowed &= key // attention_chunk == query // attention_chunk
     mask = torch.zeros(allowed.shape, dtype=dtype)
-    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
-    return mask[None, None].to(device), positions[None].to(device)
+    mask.masked_fill_(torch.from_numpy(~allowed), torch.finfo(dtype).min)
+    return mask[None, None].to(device), torch.from_numpy(positions)[None].to(device)
