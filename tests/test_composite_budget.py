@@ -550,3 +550,52 @@ def test_composite_evidence_comes_from_the_member_expected_to_match_longest_what
     for by_context in (True, False):
         assert Composite([many, short], by_context=by_context).propose(request).evidence == 3
         assert Composite([short, many], by_context=by_context).propose(request).evidence == 3
+
+
+def test_measured_verify_times_correct_the_level_of_the_start_up_curve():
+    grid = np.array([0, 1, 2, 4, 8, 16, 32, 64])
+    calibrated = 0.01 * (1 + grid / 4)
+    policy = CostAwareBudget(grid, calibrated, explore=0)
+    assert np.allclose(policy.verify_costs, calibrated)
+    for _ in range(40):  # decoding finds 16-node trees cost 1.5 times the start-up figure
+        policy.note_verify(1.5 * 0.01 * (1 + 16 / 4), 16)
+    # Points not measured take the nearest measured ratio: the start-up shape, the measured level.
+    assert np.allclose(policy.verify_costs, 1.5 * calibrated, rtol=1e-3)
+    assert np.allclose(policy.step_costs(np.array([16])), [1.5 * 0.01 * 5], rtol=1e-3)
+    for _ in range(40):  # ... and 64-node trees only 0.8 times: the curve still never falls with size
+        policy.note_verify(0.8 * 0.01 * (1 + 64 / 4), 64)
+    costs = policy.verify_costs
+    assert np.all(np.diff(costs) >= 0)
+    assert np.isclose(costs[grid == 64][0], max(0.8 * 0.01 * 17, costs[grid == 32][0]))
+    # measured_costs=False keeps the start-up curve.
+    fixed = CostAwareBudget(grid, calibrated, explore=0, measured_costs=False)
+    fixed.note_verify(1.0, 16)
+    assert np.allclose(fixed.verify_costs, calibrated)
+
+
+def test_one_stalled_step_or_a_prefill_step_cannot_swing_the_verify_costs():
+    grid = np.array([0, 1, 2, 4, 8, 16])
+    calibrated = 0.01 * (1 + grid / 4)
+    policy = CostAwareBudget(grid, calibrated, explore=0)
+    policy.note_verify(100.0, 8)  # the machine stalled for this step
+    assert policy.verify_costs[grid == 8][0] <= 2 * calibrated[grid == 8][0] + 1e-12
+    before = policy.verify_costs
+    policy.note_prefill(500)  # this step's forward also ran 500 prompt rows: not the tree's cost
+    policy.note_verify(1.0, 8)
+    assert np.array_equal(policy.verify_costs, before)
+
+
+def test_measured_costs_move_the_choice_where_the_start_up_curve_was_wrong():
+    """Start-up says big trees are dear; decoding finds them cheap. With drafts whose first 16
+    nodes are right, the policy must move from a small budget to the big one."""
+    grid = np.array([0, 1, 2, 4, 8, 16])
+    calibrated = np.array([1.0, 1.0, 1.0, 1.0, 3.0, 9.0])
+    policy = CostAwareBudget(grid, calibrated, explore=0, by_previous_step=False, by_evidence=False)
+    policy._verified_count[:] = policy._pooled_count[:] = 1  # as if observed
+    policy._on_path[:] = np.where(np.arange(16) < 16, 0.5, 0.0)
+    assert policy.choose(16) <= 4
+    for _ in range(30):
+        policy.note_verify(1.0, 4)  # small trees cost what start-up said
+        policy.note_verify(1.1, 8)
+        policy.note_verify(1.1, 16)
+    assert policy.choose(16) == 16

@@ -62,6 +62,11 @@ class BudgetPolicy(Protocol):
         its first step); called before :meth:`wants_draft`. Optional."""
         ...
 
+    def note_verify(self, seconds: float, nodes: int) -> None:
+        """The step's verification of a ``nodes``-node tree took ``seconds`` (its forward, and the
+        LM head on the rows the walk read); called before :meth:`observe`. Optional."""
+        ...
+
     def note_draft(self, evidence: int) -> None:
         """The step's draft came with this evidence class (``Draft.evidence``, 0-3); called before :meth:`choose`.
 
@@ -229,6 +234,18 @@ class CostAwareBudget:
     rank starts from the pooled estimate of all contexts (worth one
     observation) until it has its own. ``by_previous_step=False`` and
     ``by_evidence=False`` drop either split.
+
+    The start-up curve is measured in a tight loop, where the weights stay in
+    the CPU's caches; inside decoding, drafting and bookkeeping evict them
+    between forwards, and a tree's extra rows cost a different share (on the
+    demo model the start-up slope was about twice the one seen in decoding,
+    so ``auto`` verified smaller trees than paid). The policy therefore
+    corrects the curve by what the steps' verifications really took
+    (:meth:`note_verify`): per grid point, a moving average of measured over
+    calibrated seconds; a point not measured yet takes its nearest measured
+    neighbour's ratio, so the curve's shape comes from the calibration and its
+    level from decoding, and the corrected curve never falls with size.
+    ``measured_costs=False`` keeps the start-up curve.
     """
 
     grid: np.ndarray
@@ -237,6 +254,7 @@ class CostAwareBudget:
     explore: int = 16
     by_previous_step: bool = True
     by_evidence: bool = True
+    measured_costs: bool = True
     max_budget: int = field(init=False)
     _on_path: np.ndarray = field(init=False, repr=False)  # per context: moving average of P(rank r accepted)
     _verified_count: np.ndarray = field(init=False, repr=False)  # per context: steps that verified rank r
@@ -256,10 +274,16 @@ class CostAwareBudget:
     _ask_tokens: np.ndarray = field(init=False, repr=False)  # per context: tokens per step that asked
     _ask_seconds: np.ndarray = field(init=False, repr=False)  # per context: seconds per step that asked
     _ask_count: np.ndarray = field(init=False, repr=False)
+    _ratio: np.ndarray = field(init=False, repr=False)  # per grid point: measured / calibrated verify seconds
+    _ratio_count: np.ndarray = field(init=False, repr=False)
+    _curve: np.ndarray = field(init=False, repr=False)  # the costs in use: calibrated, corrected by measurements
 
     def __post_init__(self) -> None:
         self.grid = np.asarray(self.grid, dtype=np.int64)
         self.costs = np.asarray(self.costs, dtype=float)
+        self._ratio = np.ones(self.grid.size)
+        self._ratio_count = np.zeros(self.grid.size)
+        self._curve = self.costs.copy()
         self.max_budget = int(self.grid.max())
         ranks = np.arange(self.max_budget, dtype=float)
         # Prior (worth one observation): the r-th node is accepted with chance ~0.7 / (r + 1).
@@ -296,6 +320,40 @@ class CostAwareBudget:
     def note_prefill(self, rows: int) -> None:
         self._prefill_rows = max(0, int(rows))
 
+    def note_verify(self, seconds: float, nodes: int) -> None:
+        """Learn the verify cost of ``nodes``-node trees from a step that verified one.
+
+        A step that also ran the prompt's prefill says nothing about the tree's
+        cost and is skipped. One measurement moves its grid point's ratio by
+        at most a factor of two, so a stalled step (the machine busy elsewhere)
+        cannot swing the curve.
+        """
+        if not self.measured_costs or self._prefill_rows or not (seconds > 0):
+            return
+        calibrated = float(np.interp(nodes, self.grid, self.costs))
+        if calibrated <= 0:
+            return
+        g = int(np.argmin(np.abs(self.grid - nodes)))
+        self._ratio_count[g] += 1
+        weight = max(1 - self.decay, 1.0 / self._ratio_count[g])
+        current = self._ratio[g]
+        ratio = min(max(seconds / calibrated, 0.5 * current), 2.0 * current)
+        self._ratio[g] = current + weight * (ratio - current)
+        self._curve = self._corrected_curve()
+
+    def _corrected_curve(self) -> np.ndarray:
+        measured = np.nonzero(self._ratio_count > 0)[0]
+        if measured.size == 0:
+            return self.costs.copy()
+        # Every grid point takes the ratio of the nearest measured one (itself, once measured).
+        nearest = measured[np.argmin(np.abs(self.grid[:, None] - self.grid[measured][None, :]), axis=1)]
+        return np.maximum.accumulate(self.costs * self._ratio[nearest])
+
+    @property
+    def verify_costs(self) -> np.ndarray:
+        """Verify seconds per grid budget in use: the start-up curve corrected by measured steps."""
+        return self._curve.copy()
+
     def step_costs(self, budgets: np.ndarray) -> np.ndarray:
         """Verify seconds of this step with each budget, as far as the budget decides them.
 
@@ -306,11 +364,12 @@ class CostAwareBudget:
         left out, as every budget pays it: counted in, it would make any tree
         look free next to a long prompt.
         """
-        curve = np.interp(budgets, self.grid, self.costs)
+        costs = self._curve
+        curve = np.interp(budgets, self.grid, costs)
         if not self._prefill_rows or self.grid.size < 3:
             return curve
-        slope = max(0.0, float(self.costs[-1] - self.costs[-2]) / float(self.grid[-1] - self.grid[-2]))
-        return self.costs[0] + slope * np.asarray(budgets, dtype=float)
+        slope = max(0.0, float(costs[-1] - costs[-2]) / float(self.grid[-1] - self.grid[-2]))
+        return costs[0] + slope * np.asarray(budgets, dtype=float)
 
     def draft_nodes(self) -> int:
         """The largest budget :meth:`choose` may pick this step, whatever the draft's evidence."""
@@ -366,7 +425,7 @@ class CostAwareBudget:
         s = self._state
         if self._ask_count[s] < 3 or self._ask_seconds[s] <= 0:
             return True
-        plain_rate = 1.0 / (self.costs[0] + (self._plain_overhead or 0.0))
+        plain_rate = 1.0 / (self._curve[0] + (self._plain_overhead or 0.0))
         self._asked = bool(self._ask_tokens[s] / self._ask_seconds[s] > plain_rate)
         return self._asked
 

@@ -265,6 +265,7 @@ class SpeculativeDecoder(DecoderAPI):
         note_draft = getattr(self.budget_policy, "note_draft", None)  # optional: ignores Draft.evidence
         draft_nodes = getattr(self.budget_policy, "draft_nodes", None)  # optional: the source may use the budget
         note_prefill = getattr(self.budget_policy, "note_prefill", None)  # optional: one cost curve for every step
+        note_verify = getattr(self.budget_policy, "note_verify", None)  # optional: the start-up curve stays
         stats.time_prefill = time.perf_counter() - t0
         want_logits = self.source.capabilities.wants_node_logits
         # With a separable LM head, built-in verifiers that read the tree row by row along their
@@ -355,6 +356,8 @@ class SpeculativeDecoder(DecoderAPI):
                 if lazy_rows:  # the walk ran the LM head on its rows: that is verify time too
                     t3 = time.perf_counter()
                 stats.time_verify += t3 - t2
+                if note_verify is not None:
+                    note_verify(t3 - t2, tree.size)
                 self._check_verdict(verdict, tree, verifier, vocab)
                 emitted = verdict.emitted_tokens(tree)
                 step_scores, step_logits = emitted_rows(plan, tree, verdict, logits, process)
