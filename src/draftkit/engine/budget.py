@@ -237,9 +237,10 @@ class CostAwareBudget:
 
     The start-up curve is measured in a tight loop, where the weights stay in
     the CPU's caches; inside decoding, drafting and bookkeeping evict them
-    between forwards, and a tree's extra rows cost a different share (on the
-    demo model the start-up slope was about twice the one seen in decoding,
-    so ``auto`` verified smaller trees than paid). The policy therefore
+    between forwards, a tree's extra rows cost a different share, and the
+    machine's load changes after start-up (on the demo model, verification
+    in decoding cost up to twice the start-up figure, and the start-up slope
+    over tree size was up to twice the one seen in decoding). The policy therefore
     corrects the curve by what the steps' verifications really took
     (:meth:`note_verify`): per grid point, a moving average of measured over
     calibrated seconds; a point not measured yet takes its nearest measured

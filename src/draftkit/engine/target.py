@@ -55,9 +55,10 @@ class SeparableHead:
         stored layout streams it once. Measured in the demo benchmark's flow
         (pld+aded, short HumanEval answers, products of 2-11 rows): 1.36 ms of
         head per step with ``linear``, 0.63 ms with this form (2 threads; 1.55
-        vs 0.98 ms with 1). The body's small [H, H] weights show no such gain. Each logit is still one dot product of a hidden row
-        with a weight row, so only the summation order can differ (last-bit
-        rounding), which the separability probe bounds like any other.
+        vs 0.98 ms with 1). The body's smaller weights showed no such gain.
+        Each logit is still one dot product of a hidden row with a weight row,
+        so only the summation order can differ (last-bit rounding), which the
+        separability probe bounds like any other.
         """
         head = self.head
         if type(head) is torch.nn.Linear and hidden.dim() == 2:
