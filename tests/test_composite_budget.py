@@ -599,3 +599,15 @@ def test_measured_costs_move_the_choice_where_the_start_up_curve_was_wrong():
         policy.note_verify(1.1, 8)
         policy.note_verify(1.1, 16)
     assert policy.choose(16) == 16
+
+
+def test_a_stalled_first_measurement_of_a_size_moves_the_curve_at_most_twofold():
+    grid = np.array([0, 1, 2, 4, 8, 16])
+    calibrated = np.array([1.0, 1.0, 1.0, 1.05, 1.1, 1.2]) * 1e-3
+    policy = CostAwareBudget(grid, calibrated, explore=0)
+    for _ in range(40):  # decoding finds every size 0.6 times the start-up figure (measured at 16)
+        policy.note_verify(0.6 * 1.2e-3, 16)
+    settled = policy.verify_costs
+    assert np.allclose(settled, 0.6 * calibrated, rtol=1e-3)
+    policy.note_verify(1.0, 1)  # one stalled step, the first ever at this size
+    assert np.all(policy.verify_costs <= 2 * settled + 1e-12)

@@ -178,3 +178,51 @@ def test_a_head_that_is_not_a_plain_linear_layer_is_called_as_a_module():
     head = ScaledHead(8, 5, bias=False).double()
     hidden = torch.randn(3, 8, dtype=torch.float64)
     assert torch.equal(SeparableHead(torch.nn.Identity(), head).logits(hidden), head(hidden))
+
+
+def test_a_hook_put_on_the_head_after_the_decoder_is_built_still_runs():
+    """A forward hook (here: a token ban) added to the LM head later must act on every step, as it
+    does in plain decoding; the fast head product is only for a head with nothing attached (float64)."""
+    model = tiny_model("llama")
+    prompt = [5, 6, 7, 8, 5, 6, 7, 8, 5, 6]
+    decoder = draftkit.SpeculativeDecoder(model, source="pld", budget=8)
+    banned = hf_greedy(model, prompt, 12, None)[len(prompt) + 3]
+
+    def ban(_module, _args, out):
+        out = out.clone()
+        out[..., banned] = -1e9
+        return out
+
+    handle = model.get_output_embeddings().register_forward_hook(ban)
+    try:
+        plain = draftkit.PlainDecoder(model).generate([prompt], max_new_tokens=12, eos_token_id=None)
+        out = decoder.generate([prompt], max_new_tokens=12, eos_token_id=None)
+    finally:
+        handle.remove()
+    assert out.sequences.tolist() == plain.sequences.tolist()
+    assert banned not in out.sequences[0, len(prompt):].tolist()
+
+
+def test_a_head_whose_weight_is_loaded_around_each_call_keeps_working():
+    """Offloading (as accelerate does it) keeps the weight elsewhere between calls and wraps the
+    instance's forward to load it; the head must be called as a module, never read directly."""
+    import functools
+
+    model = tiny_model("llama")
+    head = model.get_output_embeddings()
+    stored = head.weight.detach().clone()
+    original = head.forward
+
+    def offloaded(module, *args, **kwargs):
+        module.weight = torch.nn.Parameter(stored, requires_grad=False)
+        try:
+            return original(*args, **kwargs)
+        finally:
+            module.weight = torch.nn.Parameter(torch.empty_like(stored, device="meta"), requires_grad=False)
+
+    head.weight = torch.nn.Parameter(torch.empty_like(stored, device="meta"), requires_grad=False)
+    head.forward = functools.partial(offloaded, head)
+    prompt = [9, 8, 7, 9, 8, 7, 9]
+    plain = draftkit.PlainDecoder(model).generate([prompt], max_new_tokens=16, eos_token_id=None)
+    out = draftkit.SpeculativeDecoder(model, source="pld", budget=8).generate([prompt], max_new_tokens=16, eos_token_id=None)
+    assert out.sequences.tolist() == plain.sequences.tolist()

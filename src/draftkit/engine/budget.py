@@ -335,6 +335,10 @@ class CostAwareBudget:
         if calibrated <= 0:
             return
         g = int(np.argmin(np.abs(self.grid - nodes)))
+        if self._ratio_count[g] == 0 and self.costs[g] > 0:
+            # A first measurement starts from the ratio this point already borrows from its measured
+            # neighbours: clamping it around 1 would let one stalled step move the whole curve.
+            self._ratio[g] = self._curve[g] / self.costs[g]
         self._ratio_count[g] += 1
         weight = max(1 - self.decay, 1.0 / self._ratio_count[g])
         current = self._ratio[g]

@@ -61,10 +61,30 @@ class SeparableHead:
         separability probe bounds like any other.
         """
         head = self.head
-        if type(head) is torch.nn.Linear and hidden.dim() == 2:
+        if _is_plain_linear(head, hidden):
             out = torch.matmul(head.weight, hidden.T).T.contiguous()
             return out if head.bias is None else out + head.bias
         return head(hidden)
+
+
+def _is_plain_linear(head: torch.nn.Module, hidden: torch.Tensor) -> bool:
+    """Whether calling ``head`` would compute exactly ``hidden @ weight.T + bias`` and nothing else.
+
+    Checked at every call, as the user may change the module after the decoder
+    is built: a hook (a token ban, accelerate's offloading, which moves the
+    weight in and out of the device around the call) or an instance-level
+    ``forward`` must run, so such a head is always called as a module.
+    """
+    if type(head) is not torch.nn.Linear or "forward" in vars(head) or hidden.dim() != 2:
+        return False
+    if head._forward_hooks or head._forward_pre_hooks:
+        return False
+    from torch.nn.modules import module as torch_module
+
+    if getattr(torch_module, "_global_forward_hooks", None) or getattr(torch_module, "_global_forward_pre_hooks", None):
+        return False
+    weight = head.weight
+    return weight.device == hidden.device and weight.dtype == hidden.dtype
 
 
 #: Longest prompt prefix whose prefill is fused with the request's first step. Fusing saves one
@@ -559,13 +579,13 @@ class TargetModel:
                 split = SeparableHead(body, head)
                 rows = torch.cat([split.logits(hidden[0, i : i + 1]) for i in range(ids.shape[1])])
                 together = split.logits(hidden[0])  # several rows in one product, as the lazy logits run it
-        except Exception:  # an unusual body signature: keep the whole-tree path
+                scale = float(full.abs().max()) + 1e-6
+                tolerance = {torch.float64: 1e-9, torch.float32: 1e-5}.get(self.dtype, 1e-2)
+                for got in (rows, together):
+                    if got.shape != full.shape or float((got.to(full.device) - full).abs().max()) > tolerance * scale:
+                        return None
+        except Exception:  # an unusual body signature or head placement: keep the whole-tree path
             return None
-        scale = float(full.abs().max()) + 1e-6
-        tolerance = {torch.float64: 1e-9, torch.float32: 1e-5}.get(self.dtype, 1e-2)
-        for got in (rows, together):
-            if got.shape != full.shape or float((got - full).abs().max()) > tolerance * scale:
-                return None
         return split
 
     def lazy_logits(

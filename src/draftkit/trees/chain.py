@@ -14,8 +14,8 @@ __all__ = ["ChainBuilder", "best_path", "is_chain", "preferred_next_rows"]
 
 def preferred_next_rows(tree: TokenTree) -> np.ndarray:
     """For each logits row (0 = root, ``i + 1`` = node ``i``), the row of the child the
-    tree ranks first (highest score, else lowest index; a NaN score ranks last), or -1
-    at a leaf.
+    tree ranks first (highest score, else lowest index; a NaN score counts as -inf), or
+    -1 at a leaf.
 
     A plain loop over the nodes: it runs every decode step on trees of a few dozen
     nodes, where one pass over Python lists costs a fraction of a sort-and-unique
