@@ -50,9 +50,10 @@ class SeparableHead:
 
         A plain linear head is applied as ``weight @ hidden.T``, not as
         ``linear(hidden, weight)``: for the few rows a greedy walk reads, the
-        linear form makes CPU BLAS pack the whole [V, H] weight into a
-        transposed copy on every call, while the product with the weight in its
-        stored layout streams it once. Measured in the demo benchmark's flow
+        linear form was more than twice as slow inside decoding (most likely
+        CPU BLAS packing the whole [V, H] weight on every call; with one row it
+        takes a matrix-vector path, and in a warm microbenchmark the gap
+        shrinks or reverses for 7-15 rows). Measured in the demo benchmark's flow
         (pld+aded, short HumanEval answers, products of 2-11 rows): 1.36 ms of
         head per step with ``linear``, 0.63 ms with this form (2 threads; 1.55
         vs 0.98 ms with 1). The body's smaller weights showed no such gain.
