@@ -266,3 +266,32 @@ def test_the_warm_up_also_stays_inside_the_context_window(tmp_path):
                "--max-new-tokens", "12", "--out", str(tmp_path / "out"), "--no-corpus", "--quiet",
                "--dtype", "float64", "--no-chart", "--strict"])
     assert rc == 0
+
+
+def test_no_loop_speedup_leaves_out_the_prompts_whose_baseline_output_loops():
+    """Loops flatter n-gram sources; the no-loop median must cover only the other prompts, the same
+    ones for every method (judged on the baseline's output)."""
+    from draftkit.bench.methods import GenSettings, RunResult
+    from draftkit.bench.prompts import PromptCase
+    from draftkit.bench.runner import BenchConfig, PromptRun, summarise
+
+    class Named:
+        def __init__(self, name, kind):
+            self.name, self.kind = name, kind
+
+    looping = [1, 2, 3] * 20
+    plain_tokens = {"a": looping, "b": list(range(60)), "c": list(range(100, 160))}
+    fast = {"a": 10.0, "b": 2.0, "c": 3.0}  # how much faster the method is on each prompt
+    runs = []
+    for pid, tokens in plain_tokens.items():
+        case = PromptCase(id=pid, text=pid, category="x")
+        for name, seconds in (("plain", 1.0), ("fast", 1.0 / fast[pid])):
+            runs.append(PromptRun(case, name, RunResult(new_tokens=tokens, wall_time=seconds), [seconds], None,
+                                  loops=ends_in_loop(tokens)))
+    result = summarise([Named("plain", "baseline"), Named("fast", "draftkit")], runs,
+                       BenchConfig(settings=GenSettings(max_new_tokens=60)))
+    summary = {s.name: s for s in result.summaries}["fast"]
+    assert summary.speedup == pytest.approx(3.0)  # median of 10, 2, 3
+    assert summary.speedup_no_loop == pytest.approx(2.5)  # median of 2, 3: prompt "a" loops
+    assert summary.by_category["x"]["speedup_no_loop"] == pytest.approx(2.5)
+    assert summary.loop_share == pytest.approx(1 / 3)

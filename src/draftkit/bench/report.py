@@ -20,7 +20,7 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def format_table(result: BenchResult) -> str:
-    header = ["method", "tok/s", "speedup", "tok/step", "accept", "draft s", "verify s", "other s",
+    header = ["method", "tok/s", "speedup", "no-loop", "tok/step", "accept", "draft s", "verify s", "other s",
               "peak MB", "loops", "match"]
     rows = []
     for s in result.summaries:
@@ -31,6 +31,7 @@ def format_table(result: BenchResult) -> str:
             s.name + (" *" if s.name == result.baseline else ""),
             _fmt(s.tokens_per_second, ".1f"),
             _fmt(s.speedup, ".2f") + ("x" if s.speedup is not None else ""),
+            _fmt(s.speedup_no_loop, ".2f") + ("x" if s.speedup_no_loop is not None else ""),
             _fmt(s.mean_accepted_tokens, ".2f"),
             _fmt(s.acceptance_rate, ".0%"),
             _fmt(s.time_draft, ".2f"),
@@ -44,7 +45,8 @@ def format_table(result: BenchResult) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.append("* baseline for speedups (the faster plain decoder). speedup = median over prompts of the "
-                 "per-token time ratio; tok/step includes the bonus token (plain = 1.00).")
+                 "per-token time ratio; no-loop = the same median over the prompts whose baseline output does "
+                 "not end in a repetition loop; tok/step includes the bonus token (plain = 1.00).")
     if any(s.kind == "bound" for s in result.summaries):
         lines.append("oracle: drafts plain decoding's own answer; the ceiling of any draft source here, "
                      "not a method a user can run.")

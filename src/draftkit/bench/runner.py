@@ -74,6 +74,8 @@ class MethodSummary:
     time_other: float | None
     peak_rss_mb: float | None
     loop_share: float
+    #: median per-prompt ratio over the prompts whose baseline output does not end in a loop (None if all loop)
+    speedup_no_loop: float | None = None
     mismatches: list[dict[str, Any]] = field(default_factory=list)
     by_category: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
@@ -224,7 +226,7 @@ def _ratio_median(num: dict[str, float], den: dict[str, float]) -> float | None:
 
 
 def _summarise_runs(name: str, kind: str, runs: list[PromptRun], base_tpt: dict[str, float],
-                    greedy: bool) -> MethodSummary:
+                    greedy: bool, base_loops: frozenset[str] = frozenset()) -> MethodSummary:
     tokens = sum(len(r.result.new_tokens) for r in runs)
     total_time = sum(r.median_time for r in runs)
     tpt = {r.prompt.id: r.median_time / max(1, len(r.result.new_tokens)) for r in runs}
@@ -259,6 +261,7 @@ def _summarise_runs(name: str, kind: str, runs: list[PromptRun], base_tpt: dict[
         time_other=split[2],
         peak_rss_mb=max(rss) if rss else None,
         loop_share=sum(r.loops for r in runs) / len(runs) if runs else 0.0,
+        speedup_no_loop=_ratio_median({k: v for k, v in base_tpt.items() if k not in base_loops}, tpt),
         mismatches=mismatches,
     )
 
@@ -272,15 +275,20 @@ def summarise(methods: Sequence[Method], runs: list[PromptRun], config: BenchCon
         baselines = [methods[0].name]
     baseline = min(baselines, key=lambda n: sum(r.median_time for r in by_method[n]))
     greedy = not config.settings.do_sample
+    # Loops are judged on the baseline's output, so every method's no-loop median covers the same
+    # prompts (with sampling, each method's own answers differ).
+    base_loops = frozenset(r.prompt.id for r in by_method[baseline] if r.loops)
     summaries = []
     for m in methods:
         mruns = by_method[m.name]
         base_tpt = {r.prompt.id: r.median_time / max(1, len(r.result.new_tokens)) for r in by_method[baseline]}
-        summary = _summarise_runs(m.name, m.kind, mruns, base_tpt, greedy)
+        summary = _summarise_runs(m.name, m.kind, mruns, base_tpt, greedy, base_loops)
         for cat in sorted({r.prompt.category for r in mruns}):
-            sub = _summarise_runs(m.name, m.kind, [r for r in mruns if r.prompt.category == cat], base_tpt, greedy)
+            sub = _summarise_runs(m.name, m.kind, [r for r in mruns if r.prompt.category == cat], base_tpt, greedy,
+                                  base_loops)
             summary.by_category[cat] = {
                 "speedup": sub.speedup,
+                "speedup_no_loop": sub.speedup_no_loop,
                 "tokens_per_second": sub.tokens_per_second,
                 "mean_accepted_tokens": sub.mean_accepted_tokens,
                 "loop_share": sub.loop_share,
