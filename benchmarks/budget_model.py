@@ -151,8 +151,10 @@ def main() -> int:
         for variant in variants:
             members = [corpus[m]() if m in corpus else m for m in name.split("+")]
             source = members[0] if len(members) == 1 else members
+            # measured_costs=False: here the priced curve is the truth, so auto must not correct it with
+            # the demo model's own timings (LoggedPolicy does not pass them on either).
             inner = (FixedBudget(int(variant)) if variant.isdigit()
-                     else CostAwareBudget(grid, verify, by_previous_step=variant == "auto"))
+                     else CostAwareBudget(grid, verify, by_previous_step=variant == "auto", measured_costs=False))
             policy = LoggedPolicy(inner)
             decoder = SpeculativeDecoder(model, source=source, budget=policy, tokenizer=tokenizer, registry=registry)
             ratios, total = [], 0.0
