@@ -295,3 +295,36 @@ def test_no_loop_speedup_leaves_out_the_prompts_whose_baseline_output_loops():
     assert summary.speedup_no_loop == pytest.approx(2.5)  # median of 2, 3: prompt "a" loops
     assert summary.by_category["x"]["speedup_no_loop"] == pytest.approx(2.5)
     assert summary.loop_share == pytest.approx(1 / 3)
+
+
+def test_time_split_comes_from_the_repeat_at_the_median_wall_time():
+    """A cold first repeat (a datastore's pages read from disk) once put 14 s of drafting into a
+    table whose speedups came from the warm median repeat."""
+    import torch
+
+    from draftkit.bench.methods import GenSettings, RunResult
+    from draftkit.bench.prompts import PromptCase
+    from draftkit.bench.runner import BenchConfig, run_benchmark
+
+    class ColdThenWarm:
+        name, kind = "cold", "draftkit"
+
+        def __init__(self):
+            self.calls = 0
+
+        def fork(self):
+            return self  # the shared call count decides each repeat's timing
+
+        def run(self, ids, settings):
+            self.calls += 1
+            draft = {1: 5.0, 2: 0.2, 3: 0.3}[self.calls]
+            return RunResult(new_tokens=[1, 2], wall_time=draft + 0.1, steps=1, drafted=1, accepted=1,
+                             time_draft=draft, time_verify=0.1, time_other=0.0)
+
+    method = ColdThenWarm()
+    result = run_benchmark([method], [PromptCase(id="0", text="0", category="x")], lambda t: torch.tensor([[0]]),
+                           BenchConfig(settings=GenSettings(max_new_tokens=2), repeats=3, warmup=False),
+                           progress=False)
+    summary = result.summaries[0]
+    assert summary.time_draft == pytest.approx(0.3)  # wall times 5.1, 0.3, 0.4: the median is the third
+    assert summary.total_time == pytest.approx(0.4)
