@@ -441,3 +441,30 @@ def test_the_decoder_refuses_a_datastore_built_for_another_tokenizer(tmp_path: P
     with pytest.raises(MismatchedDataFileError, match="built with another tokenizer"):
         draftkit.SpeculativeDecoder(model, source="rest", source_options={"path": str(tmp_path / "s")},
                                     tokenizer=other)
+
+
+def test_small_stores_are_read_ahead_on_open_and_big_ones_stay_lazy(tmp_path: Path, monkeypatch):
+    """On a cold page cache a lazily mapped store paid one 4 KB fault per first touch: the demo
+    store's first requests drafted 5-10x slower than warm ones. A store that fits comfortably is now
+    read ahead in the background when opened; one past the limit, or preload=False, is not."""
+    import draftkit.sources.rest.datastore as datastore_module
+
+    build_datastore(tmp_path, [np.arange(1, 50) % 7, np.arange(3, 40) % 5], 8)
+    asked: list[bool] = []
+    real = datastore_module._map_readonly
+
+    def recording(file, dtype, length, *, read_ahead=False):
+        asked.append(read_ahead)
+        return real(file, dtype, length, read_ahead=read_ahead)
+
+    monkeypatch.setattr(datastore_module, "_map_readonly", recording)
+    store = Datastore.open(tmp_path)
+    assert asked == [True, True]  # tokens and suffix array of the one chunk
+    assert store.chunks[0].tokens.size > 0
+    asked.clear()
+    Datastore.open(tmp_path, preload=False)
+    assert asked == [False, False]
+    asked.clear()
+    monkeypatch.setattr(datastore_module, "PREFETCH_MAX_BYTES", 16)
+    Datastore.open(tmp_path)
+    assert asked == [False, False]

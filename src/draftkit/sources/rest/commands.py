@@ -51,7 +51,7 @@ def datastore_build(
 
 def datastore_info(path: str | os.PathLike[str]) -> str:
     """``draftkit datastore info STORE``: the header, after the cheap checks of ``open``."""
-    return Datastore.open(path).info()
+    return Datastore.open(path, preload=False).info()
 
 
 def _check_built_with(path: str | os.PathLike[str], tokenizer: str | os.PathLike[str]) -> None:

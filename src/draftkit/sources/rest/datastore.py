@@ -58,6 +58,7 @@ __all__ = [
     "FORMAT_VERSION",
     "HEADER_NAME",
     "DEFAULT_CHUNK_TOKENS",
+    "PREFETCH_MAX_BYTES",
     "Chunk",
     "Datastore",
     "BuildSummary",
@@ -76,6 +77,11 @@ HEADER_NAME = "datastore.json"
 #: memory: ~4 bytes/token for the array + up to 4x that for the byte-level sort.
 DEFAULT_CHUNK_TOKENS = 1 << 26
 _SA_DTYPE = np.dtype("<i4")
+#: Stores up to this size are read ahead in the background when opened (``preload=None``): on a cold
+#: page cache every first lookup otherwise faults in one 4 KB page at a time (measured here: the
+#: demo store's first 10 requests drafted in 0.45-0.85 s cold with lazy mapping, 0.13-0.14 s read
+#: ahead, 0.08 s warm), while a store several times the memory should stay lazy.
+PREFETCH_MAX_BYTES = 1 << 30
 _SPOT_CHECKS = 16
 
 
@@ -426,17 +432,30 @@ def _validate_fields(h: dict[str, Any], file: Path) -> None:
     _need(total == h["num_tokens"], file, "num_tokens does not match the chunks")
 
 
-def _map_readonly(file: Path, dtype: np.dtype, length: int) -> np.ndarray:
+def _store_bytes(header: dict[str, Any]) -> int:
+    """Bytes of the arrays a (validated) header records."""
+    return sum(int(c[key]["bytes"]) for c in header["chunks"] for key in ("tokens", "suffix_array"))
+
+
+def _map_readonly(file: Path, dtype: np.dtype, length: int, *, read_ahead: bool = False) -> np.ndarray:
     """A read-only ndarray over a memory mapping of ``file`` (nothing is read now).
 
     Lookups are binary searches, i.e. random reads: ``MADV_RANDOM`` stops the
     kernel from reading megabytes ahead around every page touched (on this kind of
     machine the read-ahead is 8 MB, which would page in most of a small store).
+    ``read_ahead`` instead asks the kernel to read the whole file into the page
+    cache in the background (``MADV_WILLNEED``): one sequential read instead of
+    thousands of single-page faults on the first lookups. It returns at once and
+    maps nothing into the process, so its resident memory does not grow. The two
+    do not mix: with ``MADV_RANDOM`` as well, lookups that overtake the
+    background read still fault page by page (the demo store's first requests
+    drafted in 0.33-0.39 s that way, 0.13-0.14 s without it).
     """
     with open(file, "rb") as f:
         mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    if hasattr(mapping, "madvise") and hasattr(mmap, "MADV_RANDOM"):
-        mapping.madvise(mmap.MADV_RANDOM)
+    advice = getattr(mmap, "MADV_WILLNEED" if read_ahead else "MADV_RANDOM", None)
+    if hasattr(mapping, "madvise") and advice is not None:
+        mapping.madvise(advice)
     return np.frombuffer(mapping, dtype=dtype, count=length)
 
 
@@ -496,14 +515,17 @@ class Datastore:
         *,
         tokenizer: Any = None,
         tokenizer_fingerprint: str | None = None,
-        preload: bool = False,
+        preload: bool | None = None,
     ) -> Datastore:
         """Validate the header and file sizes, map the arrays, run spot checks.
 
         ``tokenizer`` (a Hugging Face tokenizer) or ``tokenizer_fingerprint``
-        must match the fingerprint recorded at build time, when given. Nothing is
-        read beyond the header and a few sampled pages unless ``preload``: then
-        every page is touched once, so the first lookups pay no page faults.
+        must match the fingerprint recorded at build time, when given.
+        ``preload``: ``None`` (the default) asks the operating system to read a
+        store of at most :data:`PREFETCH_MAX_BYTES` into its page cache in the
+        background, a bigger one is read only where lookups touch it; ``False``
+        reads nothing beyond the header and a few sampled pages; ``True`` touches
+        every page now, so the first lookups pay no page faults.
         """
         root = Path(path)
         header = read_header(root)
@@ -517,6 +539,7 @@ class Datastore:
             require_fingerprint(f"the datastore {root}", header.get("tokenizer_fingerprint"), tokenizer_fingerprint,
                                 "open it without a tokenizer if you know it matches, or rebuild it with this "
                                 "model's tokenizer (draftkit datastore build --tokenizer ...)")
+        read_ahead = preload is None and _store_bytes(header) <= PREFETCH_MAX_BYTES
         chunks = []
         for i, c in enumerate(header["chunks"]):
             arrays = []
@@ -533,7 +556,7 @@ class Datastore:
                         f"{file} has {actual} bytes but the header records {c[key]['bytes']}: the file is "
                         f"{state}; rebuild the datastore"
                     )
-                arrays.append(_map_readonly(file, dtype, c["length"]))
+                arrays.append(_map_readonly(file, dtype, c["length"], read_ahead=read_ahead))
             chunks.append(Chunk(arrays[0], arrays[1], int(c["documents"])))
         store = cls(root, header, tuple(chunks))
         store._spot_check()

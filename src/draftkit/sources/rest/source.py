@@ -99,15 +99,16 @@ class Rest:
 
     @classmethod
     def open(
-        cls, path: str | os.PathLike[str], tokenizer: Any = None, *, preload: bool = False, **options: Any
+        cls, path: str | os.PathLike[str], tokenizer: Any = None, *, preload: bool | None = None, **options: Any
     ) -> Rest:
         """Open a datastore folder (memory-mapped, validated) and make a source of it.
 
         With ``tokenizer`` (a Hugging Face tokenizer) the store's recorded
-        tokenizer fingerprint must match it. ``preload=True`` reads the store into
-        the page cache now (steady latency from the first step, at the cost of
-        reading it all). ``options`` are the fields of :class:`Rest`
-        (``max_matches``, ``include_context``, ...).
+        tokenizer fingerprint must match it. ``preload``: by default a store of
+        up to 1 GiB is read into the page cache in the background, a bigger one
+        only where lookups touch it; ``True`` reads it all now (steady latency
+        from the first step), ``False`` reads nothing ahead. ``options`` are the
+        fields of :class:`Rest` (``max_matches``, ``include_context``, ...).
         """
         return cls(Datastore.open(path, tokenizer=tokenizer, preload=preload), **options)
 
