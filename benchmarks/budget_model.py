@@ -65,6 +65,14 @@ class LoggedPolicy:
     def observe(self, *args: Any) -> None:
         self.inner.observe(*args)
 
+    def __getattr__(self, name: str) -> Any:
+        # The optional hooks (draft_nodes, note_prefill, note_draft, note_verify) reach the inner
+        # policy when it has them: without them auto was priced without the draft's evidence, the
+        # prefill-fused first step's costs and the cap on what the source drafts.
+        if name == "inner":  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
 
 def measure_costs(model: Any, repeats: int) -> dict[str, Any]:
     """Verify cost per tree size and a linear prefill cost, fastest of ``repeats`` rounds."""
