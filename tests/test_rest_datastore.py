@@ -443,28 +443,36 @@ def test_the_decoder_refuses_a_datastore_built_for_another_tokenizer(tmp_path: P
                                     tokenizer=other)
 
 
+@pytest.mark.skipif(not hasattr(__import__("mmap"), "MADV_WILLNEED"), reason="no madvise on this platform")
 def test_small_stores_are_read_ahead_on_open_and_big_ones_stay_lazy(tmp_path: Path, monkeypatch):
     """On a cold page cache a lazily mapped store paid one 4 KB fault per first touch: the demo
     store's first requests drafted 5-10x slower than warm ones. A store that fits comfortably is now
-    read ahead in the background when opened; one past the limit, or preload=False, is not."""
+    read ahead in the background when opened (MADV_WILLNEED, and not MADV_RANDOM, which made
+    lookups that overtake the read fault page by page again); one past the limit, or
+    preload=False, is mapped for random access; preload=True reads ahead too before touching it."""
+    import mmap
+
     import draftkit.sources.rest.datastore as datastore_module
 
     build_datastore(tmp_path, [np.arange(1, 50) % 7, np.arange(3, 40) % 5], 8)
-    asked: list[bool] = []
-    real = datastore_module._map_readonly
+    advice: list[int] = []
 
-    def recording(file, dtype, length, *, read_ahead=False):
-        asked.append(read_ahead)
-        return real(file, dtype, length, read_ahead=read_ahead)
+    class RecordingMap(mmap.mmap):
+        def madvise(self, option, *args):
+            advice.append(option)
+            return super().madvise(option, *args)
 
-    monkeypatch.setattr(datastore_module, "_map_readonly", recording)
+    monkeypatch.setattr(datastore_module.mmap, "mmap", RecordingMap)
     store = Datastore.open(tmp_path)
-    assert asked == [True, True]  # tokens and suffix array of the one chunk
+    assert advice == [mmap.MADV_WILLNEED] * 2  # tokens and suffix array of the one chunk
     assert store.chunks[0].tokens.size > 0
-    asked.clear()
-    Datastore.open(tmp_path, preload=False)
-    assert asked == [False, False]
-    asked.clear()
+    for preload, expected in ((False, mmap.MADV_RANDOM), (True, mmap.MADV_WILLNEED)):
+        advice.clear()
+        Datastore.open(tmp_path, preload=preload)
+        assert advice == [expected] * 2, preload
+    advice.clear()
     monkeypatch.setattr(datastore_module, "PREFETCH_MAX_BYTES", 16)
     Datastore.open(tmp_path)
-    assert asked == [False, False]
+    assert advice == [mmap.MADV_RANDOM] * 2
+    with pytest.raises(InvalidInputError, match="preload must be None, True or False"):
+        Datastore.open(tmp_path, preload="none")

@@ -19,7 +19,8 @@ up to 65,535 tokens in the vocabulary, uint32 above (REST's fixed u16 broke on
 
 What is checked when:
 
-* :meth:`Datastore.open` (instant, reads no array): the header parses, has the
+* :meth:`Datastore.open` (fast, checks no whole array; a small store is read
+  ahead in the background, see :data:`PREFETCH_MAX_BYTES`): the header parses, has the
   magic, its own checksum matches, the format version is this one, the fields are
   consistent (dtype fits the vocabulary, largest id < vocabulary), every file
   exists with exactly the recorded size (a truncated or extended file is refused),
@@ -539,7 +540,10 @@ class Datastore:
             require_fingerprint(f"the datastore {root}", header.get("tokenizer_fingerprint"), tokenizer_fingerprint,
                                 "open it without a tokenizer if you know it matches, or rebuild it with this "
                                 "model's tokenizer (draftkit datastore build --tokenizer ...)")
-        read_ahead = preload is None and _store_bytes(header) <= PREFETCH_MAX_BYTES
+        if preload not in (None, True, False):
+            raise InvalidInputError(f"preload must be None, True or False, got {preload!r}")
+        # preload=True reads it all now: sequentially (read-ahead) rather than one page per fault.
+        read_ahead = preload is True or (preload is None and _store_bytes(header) <= PREFETCH_MAX_BYTES)
         chunks = []
         for i, c in enumerate(header["chunks"]):
             arrays = []
