@@ -78,10 +78,10 @@ class MethodSummary:
     time_other: float | None
     peak_rss_mb: float | None
     loop_share: float
-    #: median per-prompt ratio over the prompts whose baseline output does not end in a loop (None if all loop)
-    speedup_no_loop: float | None = None
     mismatches: list[dict[str, Any]] = field(default_factory=list)
     by_category: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    #: median per-prompt ratio over the prompts whose baseline output does not end in a loop (None if all loop)
+    speedup_no_loop: float | None = None
 
 
 @dataclass
