@@ -10,6 +10,10 @@ tree size of every step and prices the run with one cost curve measured once:
     time = prefill(prompt length) + sum over steps of (verify_cost(size) + overhead if it drafted)
     plain = prefill(prompt length) + new tokens * verify_cost(0)
 
+(a step that also runs the prompt's prefill, fused, is charged prefill_per_token * size
+for its tree instead of verify_cost(size): its tree rows join a wide product, which is
+also how ``budget="auto"`` prices that step)
+
 Speedups are then exact functions of the decisions, so policies can be
 compared to within a fraction of a percent, and a bigger model's costs
 (``--cost-shadow``: the 59M-parameter shadow of cost_shadow.py) only need to be
@@ -49,6 +53,8 @@ class LoggedPolicy:
         self.inner, self.max_budget = inner, inner.max_budget
         self.sizes: list[int] = []
         self.drafted: list[bool] = []
+        self.fused: list[bool] = []  # whether the step's forward also ran the prompt's prefill
+        self._prefill_rows = 0
 
     def begin(self) -> None:
         self.inner.begin()
@@ -60,7 +66,14 @@ class LoggedPolicy:
         chosen = self.inner.choose(drafted)
         self.sizes.append(min(chosen, drafted))
         self.drafted.append(drafted > 0)
+        self.fused.append(self._prefill_rows > 0)
+        self._prefill_rows = 0
         return chosen
+
+    def note_prefill(self, rows: int) -> None:
+        self._prefill_rows = rows
+        if hasattr(self.inner, "note_prefill"):
+            self.inner.note_prefill(rows)
 
     def observe(self, *args: Any) -> None:
         self.inner.observe(*args)
@@ -160,18 +173,19 @@ def main() -> int:
             members = [corpus[m]() if m in corpus else m for m in name.split("+")]
             source = members[0] if len(members) == 1 else members
             # measured_costs=False: here the priced curve is the truth, so auto must not correct it with
-            # the demo model's own timings (LoggedPolicy does not pass them on either).
+            # the demo model's own timings (which LoggedPolicy passes on).
             inner = (FixedBudget(int(variant)) if variant.isdigit()
                      else CostAwareBudget(grid, verify, by_previous_step=variant == "auto", measured_costs=False))
             policy = LoggedPolicy(inner)
             decoder = SpeculativeDecoder(model, source=source, budget=policy, tokenizer=tokenizer, registry=registry)
             ratios, total = [], 0.0
             for i in range(len(prompts)):
-                policy.sizes, policy.drafted = [], []
+                policy.sizes, policy.drafted, policy.fused = [], [], []
                 if generate(decoder, i) != reference[i]:
                     raise SystemExit(f"{name}@{variant} differs from plain decoding on {prompts[i].id}")
                 t = prefill(encoded[i].shape[1]) + sum(
-                    np.interp(s, grid, verify) + args.overhead * d for s, d in zip(policy.sizes, policy.drafted, strict=True))
+                    (costs["prefill_per_token"] * s if f else np.interp(s, grid, verify)) + args.overhead * d
+                    for s, d, f in zip(policy.sizes, policy.drafted, policy.fused, strict=True))
                 ratios.append(plain_time[i] / t)
                 total += t
             rows[variant] = {"median": statistics.median(ratios), "total": sum(plain_time) / total}

@@ -124,12 +124,14 @@ def main() -> int:
         confirm = run_benchmark(contenders, prompts, encode,
                                 BenchConfig(settings=config.settings, repeats=args.confirm_repeats))
         print(format_table(confirm))
+        write_results(confirm, Path(args.out) / "confirm", {"model": args.model, "confirm_of": "sweep.json"})
         speed = {s.name: s.speedup or 0.0 for s in confirm.summaries}
         for name in sources:
             best, auto = summary[name]["best_fixed"], speed[f"{name}@auto"]
             ratio = auto / speed[best] if speed[best] else None
             summary[name]["confirm"] = {"best_fixed_speedup": speed[best], "auto_speedup": auto, "auto_vs_best": ratio}
-            print(f"{name}, second run: {best} {speed[best]:.2f}x, auto {auto:.2f}x ({ratio:.1%})")
+            share = f"{ratio:.1%}" if ratio is not None else "n/a"
+            print(f"{name}, second run: {best} {speed[best]:.2f}x, auto {auto:.2f}x ({share})")
     out = Path(args.out)
     write_results(result, out, {"model": args.model, "sweep": summary, **cost_note})
     (out / "sweep.json").write_text(json.dumps(summary, indent=2))
