@@ -499,7 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
         "speculative decoder per registered source side by side on the same prompts, in one process. "
         "Reports tokens/s, speedup over the faster plain baseline (median of per-prompt ratios), mean "
         "accepted tokens per step, acceptance, time split, peak memory, the share of outputs ending "
-        "in a repetition loop and the speedup over the prompts whose baseline output does not loop, and checks that greedy outputs are token-identical to plain decoding. "
+        "in a repetition loop and the speedup over the prompts whose baseline output does not loop, "
+        "and checks that greedy outputs are token-identical to plain decoding. "
         "Writes results.json, Spec-Bench-style answers/*.jsonl, table.txt and chart.png to --out.",
         formatter_class=_DefaultsHelpFormatter,
     )

@@ -52,7 +52,7 @@ class PromptRun:
     match: bool | None = None  #: greedy output identical to the reference
     first_divergence: int | None = None
     loops: bool = False
-    #: the repeat whose wall time is the median (the lower one of an even count): its draft / verify /
+    #: the repeat whose wall time is the median (the faster middle one of an even count): its draft / verify /
     #: other split is reported, so the split adds up to the time the speedup uses (the first repeat
     #: can be a cold one: page faults of a memory-mapped datastore, caches)
     timing: RunResult | None = None

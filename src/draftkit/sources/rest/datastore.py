@@ -439,7 +439,7 @@ def _store_bytes(header: dict[str, Any]) -> int:
 
 
 def _map_readonly(file: Path, dtype: np.dtype, length: int, *, read_ahead: bool = False) -> np.ndarray:
-    """A read-only ndarray over a memory mapping of ``file`` (nothing is read now).
+    """A read-only ndarray over a memory mapping of ``file`` (nothing is read before it returns).
 
     Lookups are binary searches, i.e. random reads: ``MADV_RANDOM`` stops the
     kernel from reading megabytes ahead around every page touched (on this kind of
