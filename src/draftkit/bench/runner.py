@@ -170,7 +170,6 @@ def run_benchmark(
             bar.set_postfix_str(f"{m.name} {case.id}")
             times: list[float] = []
             results: list[RunResult] = []
-            first: RunResult | None = None
             tracking = _reset_peak_rss()
             # Repeats start from the state the first run started from (an adaptive source must not
             # learn the answer in one repeat and draft it in the next); the first run's state goes on.
@@ -188,9 +187,8 @@ def run_benchmark(
                 res = _run(runner, ids, settings, case)
                 times.append(res.wall_time)
                 results.append(res)
-                first = first or res
                 bar.update(1)
-            assert first is not None
+            first = results[0]
             at_median = sorted(range(len(times)), key=times.__getitem__)[(len(times) - 1) // 2]
             runs.append(PromptRun(case, m.name, first, times, _peak_rss_mb() if tracking else None,
                                   loops=ends_in_loop(first.new_tokens), timing=results[at_median]))

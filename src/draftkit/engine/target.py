@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.modules import module as torch_module
 
 from ..errors import InvalidInputError, PromptTooLongError, UnsupportedModelError
 from ..trees.chain import is_chain, preferred_next_rows
@@ -80,8 +81,6 @@ def _is_plain_linear(head: torch.nn.Module, hidden: torch.Tensor) -> bool:
         return False
     if head._forward_hooks or head._forward_pre_hooks:
         return False
-    from torch.nn.modules import module as torch_module
-
     if getattr(torch_module, "_global_forward_hooks", None) or getattr(torch_module, "_global_forward_pre_hooks", None):
         return False
     weight = head.weight
