@@ -79,6 +79,9 @@ def test_unknown_part_names_list_the_known_ones(model):
         draftkit.SpeculativeDecoder(model, tree="bush")
     with pytest.raises(UnknownPartError, match="known verifiers: .*greedy"):
         draftkit.SpeculativeDecoder(model, verifier="maybe")
+    # The command line's spelling of a composite: the error says how Python spells it.
+    with pytest.raises(UnknownPartError, match=r"pass a list: source=\['pld', 'aded'\]"):
+        draftkit.SpeculativeDecoder(model, source="pld+aded")
 
 
 def test_draft_ids_outside_vocabulary_name_the_source(model):
@@ -161,6 +164,13 @@ def test_composite_options_are_checked(options, match):
         Composite([PromptLookup()], **options)
 
 
+@pytest.mark.parametrize("member", [["aded"], 3, None])
+def test_a_source_list_member_that_is_no_source_is_named(model, member):
+    """A nested list or a number once surfaced as an AttributeError about capabilities."""
+    with pytest.raises(ContractViolationError, match=r"Composite member 1, .* is not a draft source"):
+        draftkit.SpeculativeDecoder(model, source=["pld", member], budget=8)
+
+
 def test_a_composite_given_names_says_where_names_go():
     from draftkit.sources.composite import Composite
 
@@ -238,6 +248,28 @@ def test_greedy_verifier_refuses_sampling(model):
 def test_stop_strings_need_a_tokenizer(model):
     with pytest.raises(InvalidInputError, match="tokenizer"):
         draftkit.SpeculativeDecoder(model).generate([[1, 2]], max_new_tokens=3, stop_strings=["x"])
+
+
+def test_something_else_than_a_tokenizer_is_named_before_a_step_runs(model):
+    """It once surfaced mid-request as an AttributeError about decode."""
+    for make in (draftkit.SpeculativeDecoder, draftkit.PlainDecoder):
+        with pytest.raises(InvalidInputError, match="tokenizer must be a tokenizer .* got str 'gpt2'"):
+            make(model, tokenizer="gpt2")
+        decoder = make(model)
+        with pytest.raises(InvalidInputError, match="to match stop_strings, got int 123"):
+            decoder.generate([[1, 2]], max_new_tokens=3, stop_strings=["x"], tokenizer=123)
+        assert decoder.generate([[1, 2]], max_new_tokens=3).sequences.shape == (1, 5)  # nothing left behind
+
+
+@pytest.mark.parametrize("stops", [[5], 5, ["x", None]])
+def test_stop_strings_that_are_not_strings_are_refused(model, stops):
+    from transformers import AutoTokenizer
+
+    from draftkit.demo import demo_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(demo_model_path())
+    with pytest.raises(InvalidInputError, match="stop_strings must be a string or a list of strings.*eos_token_id"):
+        draftkit.PlainDecoder(model).generate([[1, 2]], max_new_tokens=3, stop_strings=stops, tokenizer=tokenizer)
 
 
 @pytest.mark.parametrize("kwargs, match", [

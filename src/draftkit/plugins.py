@@ -116,6 +116,9 @@ class Registry:
                 hint = f" Plugins that failed to load: {', '.join(failed)} (see `draftkit plugins`)."
             if self.not_loaded:
                 hint += f" {self.not_loaded}."
+            if kind == "source" and "+" in name:
+                members = ", ".join(repr(part) for part in name.split("+"))
+                hint += f" To merge sources into one tree, pass a list: source=[{members}]."
             raise UnknownPartError(f"unknown {kind} {name!r}; known {kind}s: {known}.{hint}")
         return table[name]
 

@@ -18,7 +18,7 @@ import torch
 from ..logits import LogitsPipeline, sample_from_probs
 from ..types import DecodeStats, GenerationOutput, TokenTree
 from .record import TokenRecord
-from .request import RequestPlan, plan_request
+from .request import RequestPlan, check_tokenizer, plan_request
 from .stream import DecoderAPI
 from .target import TargetModel
 
@@ -31,6 +31,8 @@ class PlainDecoder(DecoderAPI):
     name = "plain"
 
     def __init__(self, model: torch.nn.Module, *, tokenizer: Any = None) -> None:
+        if tokenizer is not None:
+            check_tokenizer(tokenizer, "given to the decoder")
         self.model = model
         self.target = TargetModel(model)
         self.tokenizer = tokenizer

@@ -46,7 +46,7 @@ from ..verify.walk import SampleWalkVerifier
 from .budget import BudgetPolicy, CostAwareBudget, FixedBudget, prune_tree
 from .draft_checks import require_draft
 from .record import TokenRecord, emitted_rows
-from .request import RequestPlan, plan_request
+from .request import RequestPlan, check_tokenizer, plan_request
 from .stream import DecoderAPI
 from .target import TargetModel
 
@@ -135,6 +135,8 @@ class SpeculativeDecoder(DecoderAPI):
         if max_depth is not None and not (is_integer(max_depth) and max_depth >= 1):
             raise InvalidInputError(f"max_depth must be an integer >= 1 or None, got {max_depth!r}")
         max_depth = None if max_depth is None else int(max_depth)
+        if tokenizer is not None:
+            check_tokenizer(tokenizer, "given to the decoder")
         self.registry = registry if registry is not None else default_registry()
         self.target = TargetModel(model)
         self.model = model

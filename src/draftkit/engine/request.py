@@ -25,7 +25,7 @@ from ..verify.random import RandomStream
 from .stopping import StopConditions, StopStringMatcher
 from .target import TargetModel
 
-__all__ = ["DEFAULT_MAX_NEW_TOKENS", "RequestPlan", "plan_request", "prepare_prompt", "default_do_sample", "default_eos_ids", "UNSUPPORTED_GENERATE_OPTIONS"]
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "RequestPlan", "plan_request", "prepare_prompt", "default_do_sample", "default_eos_ids", "UNSUPPORTED_GENERATE_OPTIONS", "check_tokenizer"]
 
 #: Hugging Face ``generate`` options that draftkit does not implement, with the reason. They are
 #: refused by name instead of being silently ignored: ignoring one would change the output (or
@@ -419,15 +419,32 @@ def _resolve_stop_strings(model: Any, stop_strings: Any, tokenizer: Any) -> Stop
         configured = f" (the generation config sets stop_strings={stop_strings!r})"
     if stop_strings is None:
         return None
-    strings = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings)  # "" too, as in HF
+    try:
+        strings = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings)  # "" too, as in HF
+    except TypeError:
+        strings = [stop_strings]
     if not strings:
         return None
+    wrong = [s for s in strings if not isinstance(s, str)]
+    if wrong:
+        raise InvalidInputError(f"stop_strings must be a string or a list of strings{configured}, got "
+                                f"{wrong[0]!r}; to stop at token ids, pass eos_token_id=[...]")
     if tokenizer is None:
         raise InvalidInputError(
             f"stop_strings need a tokenizer to decode tokens{configured}: pass tokenizer=... to generate() "
             "or to the decoder" + (", or stop_strings=[] to decode without them" if configured else "")
         )
+    check_tokenizer(tokenizer, "to match stop_strings")
     return StopStringMatcher(tokenizer, strings)
+
+
+def check_tokenizer(tokenizer: Any, why: str) -> None:
+    """Refuse an object that cannot decode token ids, naming it, before a step needs it."""
+    if not callable(getattr(tokenizer, "decode", None)):
+        raise InvalidInputError(
+            f"tokenizer must be a tokenizer with a decode() method (e.g. AutoTokenizer.from_pretrained(path)) "
+            f"{why}, got {type(tokenizer).__name__} {tokenizer!r:.60}"
+        )
 
 
 def _configured_flag(model: Any, name: str, value: Any) -> bool:

@@ -101,8 +101,8 @@ class DecoderAPI:
             stream = TokenStream(self._run(input_ids, max_new_tokens, **kwargs))
             return _consume(stream, streamer, prepare_prompt(input_ids) if streamer is not None else None)
         if streamer is not None and len(layout.prompts) > 1:
-            raise BatchSizeError(f"a streamer receives one sequence (as in model.generate), got {len(layout.prompts)} "
-                                 "rows; decode them one call at a time to stream them")
+            raise BatchSizeError(f"a streamer takes one sequence here, got {len(layout.prompts)} rows (rows are "
+                                 "decoded one after another); decode them one call at a time to stream them")
         return self._generate_batch(layout, max_new_tokens, kwargs, streamer)
 
     def stream(self, input_ids: Any = None, max_new_tokens: int | None = None, **kwargs: Any) -> TokenStream:
