@@ -207,6 +207,49 @@ def test_aded_build_keeps_an_existing_matrix_and_creates_the_output_folder(tmp_p
     assert not (tmp_path / "new.tmp").exists()
 
 
+def test_aded_build_overwrite_replaces_only_a_matrix(tmp_path, capsys):
+    """--overwrite once replaced any file given as -o, a user's script included."""
+    _model_dir(tmp_path / "model")
+    text = tmp_path / "c.txt"
+    text.write_text("def f(x):\n    return x\n")
+    script = tmp_path / "mk.py"
+    script.write_text("print('mine')\n")
+    assert main(["aded", "build", "--no-progress", "--tokenizer", str(tmp_path / "model"), "--corpus", str(text),
+                 "-o", str(script), "--overwrite"]) == 1
+    assert "is not an ADED matrix; --overwrite only replaces a matrix file" in _one_line_error(capsys)
+    assert script.read_text() == "print('mine')\n"
+
+
+@pytest.mark.parametrize(("record", "match"), [
+    ('{"text": {"a": 1}}', "field 'text' holds dict, expected text"),
+    ('{"text": 5}', "field 'text' holds int, expected text"),
+    ('{"body": "x"}', "no field 'text'"),
+    ("", "the corpus has no tokens; nothing to build"),
+])
+@pytest.mark.parametrize("command", ["aded", "datastore"])
+def test_both_builders_refuse_the_same_corpus_records(tmp_path, capsys, command, record, match):
+    """aded build once tokenised a dict's repr and a number, and wrote an empty matrix, where
+    datastore build refused them: both read corpus files with the same code now."""
+    _model_dir(tmp_path / "model")
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(record + "\n" if record else "")
+    assert main([command, "build", "--no-progress", "--tokenizer", str(tmp_path / "model"), "--corpus", str(corpus),
+                 "-o", str(tmp_path / "out")]) == 1
+    assert match in _one_line_error(capsys)
+
+
+def test_aded_build_reads_nested_jsonl_fields_like_datastore_build(tmp_path, capsys):
+    _model_dir(tmp_path / "model")
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"meta": {"body": "def f(x):\\n    return x\\n"}}\n')
+    out = tmp_path / "m.aded"
+    assert main(["aded", "build", "--no-progress", "--tokenizer", str(tmp_path / "model"), "--corpus", str(corpus),
+                 "-o", str(out), "--jsonl-field", "meta.body"]) == 0
+    from draftkit.sources.aded import load_matrix
+
+    assert load_matrix(out).tokens > 3
+
+
 @pytest.mark.parametrize("command", ["aded", "datastore"])
 def test_a_folder_given_as_a_corpus_file_is_called_a_folder(tmp_path, capsys, command):
     _model_dir(tmp_path / "model")

@@ -32,13 +32,21 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         "(1-D: one document, 2-D: one per row)")
     parser.add_argument("-o", "--output", required=True, help="matrix file to write (its folder is created)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing matrix file")
-    parser.add_argument("--jsonl-field", default="text", help="field holding the text in jsonl records (default: text)")
+    parser.add_argument("--jsonl-field", default="text", help="field holding the text in jsonl records; dots reach nested fields, e.g. meta.body (default: text)")
     parser.add_argument("--top-k", type=int, default=12, help="successors kept per bigram (default: 12)")
     parser.add_argument("--max-entries", type=int, default=None,
                         help="keep at most this many entries overall, the most frequent (default: no cap)")
     parser.add_argument("--batch-size", type=int, default=256, help="documents per tokenizer batch")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def _is_matrix_file(path: Path) -> bool:
+    """Whether ``path`` starts like a matrix file (its magic), so --overwrite cannot replace anything else."""
+    from .fileformat import MAGIC
+
+    with open(path, "rb") as f:
+        return f.read(len(MAGIC)) == MAGIC
 
 
 def build_matrix_cli(args: argparse.Namespace) -> int:
@@ -52,6 +60,9 @@ def build_matrix_cli(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"-o {out} is a folder; give the matrix file to write, e.g. {out / 'matrix.aded'}")
     if out.exists() and not args.overwrite:
         raise InvalidInputError(f"{out} exists; pass --overwrite to replace it")
+    if out.exists() and not _is_matrix_file(out):
+        raise InvalidInputError(f"{out} exists and is not an ADED matrix; --overwrite only replaces a matrix file, "
+                                "choose another output path")
     t0 = time.perf_counter()
     tokenizer = load_tokenizer(args.tokenizer)
     matrix = build_matrix_from_files(

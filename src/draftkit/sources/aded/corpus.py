@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import InvalidInputError
-from ..corpus_files import require_corpus_file
+from ..corpus_files import jsonl_text, require_corpus_file
 from .fileformat import tokenizer_fingerprint
 from .table import TrigramMatrix, build_matrix
 
@@ -57,16 +57,9 @@ def iter_documents(
                         record = json.loads(line)
                     except json.JSONDecodeError as exc:
                         raise InvalidInputError(f"{path}:{lineno} is not valid JSON ({exc.msg})") from None
-                    if not isinstance(record, dict) or jsonl_field not in record:
-                        raise InvalidInputError(
-                            f"{path}:{lineno} has no field {jsonl_field!r}; choose the text field with "
-                            "--jsonl-field"
-                        )
-                    value = record[jsonl_field]
-                    if isinstance(value, list):
-                        value = "\n".join(str(v) for v in value)
+                    value = jsonl_text(record, jsonl_field, f"{path}:{lineno}")  # as datastore build reads it
                     if value:
-                        yield str(value)
+                        yield value
             else:
                 piece: list[str] = []
                 size = 0
@@ -164,7 +157,7 @@ def build_matrix_from_files(
     try:
         arrays = _token_arrays(tokenizer, paths, jsonl_field, batch_size, bar.update if bar is not None else None)
         eos = [tokenizer.eos_token_id] if getattr(tokenizer, "eos_token_id", None) is not None else []
-        return build_matrix(
+        matrix = build_matrix(
             arrays,
             len(tokenizer),
             top_k=top_k,
@@ -175,3 +168,6 @@ def build_matrix_from_files(
     finally:
         if bar is not None:
             bar.close()
+    if matrix.tokens == 0:  # as datastore build says it: an empty matrix would draft nothing, silently
+        raise InvalidInputError("the corpus has no tokens; nothing to build")
+    return matrix

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import InvalidInputError
-from ..corpus_files import require_corpus_file
+from ..corpus_files import jsonl_text, require_corpus_file
 from .datastore import DEFAULT_CHUNK_TOKENS, BuildSummary, build_datastore
 
 __all__ = ["iter_corpus_documents", "build_datastore_from_files", "corpus_kind"]
@@ -44,23 +44,6 @@ def corpus_kind(path: str | os.PathLike[str]) -> str:
     if name.endswith(".npy"):
         return "npy"
     return "text"
-
-
-def _field(obj: Any, field: str, where: str) -> str:
-    value = obj
-    for part in field.split("."):
-        if not isinstance(value, dict) or part not in value:
-            keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
-            raise InvalidInputError(
-                f"{where}: no field {field!r} (found {keys}); choose the text field with jsonl_field= "
-                "(--jsonl-field)"
-            )
-        value = value[part]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return "\n".join(value)
-    if not isinstance(value, str):
-        raise InvalidInputError(f"{where}: field {field!r} holds {type(value).__name__}, expected text")
-    return value
 
 
 class _Encoder:
@@ -118,7 +101,7 @@ def _texts(path: Path, kind: str, field: str, piece_bytes: int) -> Iterator[tupl
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InvalidInputError(f"{path}:{lineno}: not valid JSON ({exc})") from None
-            yield _field(obj, field, f"{path}:{lineno}"), len(line)
+            yield jsonl_text(obj, field, f"{path}:{lineno}"), len(line)
 
 
 def _npy_documents(path: Path) -> Iterator[np.ndarray]:
