@@ -268,3 +268,36 @@ def test_a_part_given_back_skips_plugins_that_failed_too(site):
         registry = build_registry()
     assert {f.plugin for f in registry.failures} == {"a", "b"}
     assert registry.info("source", "pld").plugin == "draftkit.builtin"
+
+
+def test_a_name_the_command_line_cannot_spell_is_a_named_failure(site):
+    install_plugin(site, "draftkit-plus", "plus", "dk_plus_plugin",
+                   GOOD_PLUGIN.replace('register("repeat", Repeat)', 'register("my+src", Repeat)'))
+    with pytest.warns(UserWarning, match=r"'plus' .*'my\+src'.*cannot spell"):
+        registry = build_registry()
+    assert "my+src" not in registry.names("source") and "pld" in registry.names("source")
+
+
+RAISING_PLUGIN = GOOD_PLUGIN.replace(
+    "        return Draft.chain([int(request.context[-1])] * min(self.length, request.max_depth))",
+    "        raise KeyError('lost my table')",
+)
+
+
+def test_a_source_raising_in_propose_is_named_with_its_plugin_and_the_decoder_stays_usable(site):
+    """A bug in a plugin's source once surfaced as a bare KeyError from deep inside the decoder."""
+    install_plugin(site, "draftkit-raising", "raising", "dk_raising_plugin", RAISING_PLUGIN)
+    registry = build_registry()
+    model = cached_model("llama")
+    decoder = draftkit.SpeculativeDecoder(model, source="repeat", registry=registry, budget=8)
+    with pytest.raises(draftkit.SourceError, match=r"source 'repeat' \(plugin 'raising', package "
+                       r"draftkit-raising\) failed in propose\(\): KeyError: 'lost my table'") as caught:
+        decoder.generate([[1, 2, 3]], max_new_tokens=6)
+    assert isinstance(caught.value.__cause__, KeyError) and caught.value.source == "repeat"
+    # In a composite the member is named; the other members and decoders keep working.
+    composite = draftkit.SpeculativeDecoder(model, source=["pld", "repeat"], registry=registry, budget=8)
+    with pytest.raises(draftkit.SourceError, match=r"source 'repeat' \(a member of 'pld\+repeat'\) failed in propose"):
+        composite.generate([[1, 2, 3]], max_new_tokens=6)
+    pld = draftkit.SpeculativeDecoder(model, source="pld", registry=registry, budget=8)
+    plain = draftkit.PlainDecoder(model).generate([[1, 2, 3]], max_new_tokens=6).sequences.tolist()
+    assert pld.generate([[1, 2, 3]], max_new_tokens=6).sequences.tolist() == plain

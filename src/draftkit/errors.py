@@ -51,6 +51,16 @@ class UnsupportedSamplingError(DraftkitError, ValueError):
     """A sampling option is not supported losslessly; draftkit refuses rather than ignore it."""
 
 
+class SourceError(DraftkitError, RuntimeError):
+    """A draft source raised an exception of its own while drafting or learning (a bug in it, most
+    likely); the message names the source, and the plugin providing it when known. The original
+    exception is the ``__cause__``."""
+
+    def __init__(self, message: str, source: str = "") -> None:
+        super().__init__(message)
+        self.source = source
+
+
 class PluginError(DraftkitError, RuntimeError):
     """A plugin failed to load or to register its parts."""
 

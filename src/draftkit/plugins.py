@@ -55,6 +55,10 @@ _HOOKS = {
 }
 
 
+#: Characters a part's name may not contain: the command line uses them to compose parts and options.
+_RESERVED_NAME_CHARACTERS = ("+", ",", ".", "=")
+
+
 @dataclass(frozen=True)
 class PartInfo:
     """A registered part: its name, factory and who provides it."""
@@ -268,6 +272,14 @@ def build_registry(
                          _replaced=replaced) -> None:
                 if not isinstance(name, str) or not name:
                     raise PluginError(f"plugin {_p!r} registered a {_k} with an invalid name {name!r}")
+                reserved = [c for c in _RESERVED_NAME_CHARACTERS if c in name] + (
+                    ["whitespace"] if any(c.isspace() for c in name) else [])
+                if reserved:
+                    raise PluginError(
+                        f"plugin {_p!r} registered the {_k} name {name!r}, which the command line cannot spell: "
+                        f"it contains {', '.join(map(repr, reserved))} ('+' joins composite members, ',' separates "
+                        "methods, '.' and '=' spell --source-option MEMBER.KEY=VALUE); rename it"
+                    )
                 if not callable(factory):
                     raise PluginError(f"plugin {_p!r} registered {_k} {name!r} with a non-callable factory")
                 earlier = registry.parts[_k].get(name)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import Generator
 from typing import Any
 
 import numpy as np
@@ -44,7 +43,7 @@ from ..verify.greedy import GreedyVerifier
 from ..verify.speculative import check_stochastic_draft
 from ..verify.walk import SampleWalkVerifier
 from .budget import BudgetPolicy, CostAwareBudget, FixedBudget, prune_tree
-from .draft_checks import require_draft
+from .draft_checks import blaming_source, require_draft
 from .record import TokenRecord, emitted_rows
 from .request import RequestPlan, check_tokenizer, plan_request
 from .stream import DecoderAPI
@@ -74,19 +73,12 @@ def _consistent_with_parents(tree: TokenTree) -> bool:
     return bool(np.array_equal(tree.depths, depths) and np.array_equal(tree.ancestors, ancestors))
 
 
-@contextmanager
-def _naming_context_writes(source: str, method: str) -> Iterator[None]:
-    """Turn numpy's bare 'read-only' error inside a source into a contract violation that names the
-    source; the likely cause is a write to the shared context (every part's view of the request)."""
-    try:
-        yield
-    except ValueError as exc:
-        if "read-only" not in str(exc):
-            raise
-        raise ContractViolationError(
-            f"source {source!r} wrote to a read-only array in {method}() ({exc}), most likely the context, "
-            "which is shared and read-only: copy it (np.array(context)) before changing it"
-        ) from exc
+def _origin(registry: Registry, name: str) -> str:
+    """Who provides the registered source ``name``, when it is a third-party plugin ("" otherwise)."""
+    info = registry.parts.get("source", {}).get(name)
+    if info is None or info.plugin.startswith("draftkit."):
+        return ""
+    return f"plugin {info.plugin!r}, package {info.distribution}"
 
 
 def _resolve(registry: Registry, kind: str, part: Any, options: dict[str, Any] | None) -> Any:
@@ -252,6 +244,8 @@ class SpeculativeDecoder(DecoderAPI):
             plan.prompt, plan.sampling, plan.stop, plan.stop_token_ids, plan.random
         )
         vocab = self.target.vocab_size
+        with self._blaming_source("begin"):  # before the target's session opens: nothing to close if it raises
+            self.source.begin(prompt.numpy().copy())
         t0 = time.perf_counter()
         # This request's own KV cache. Unless the source runs the target itself (and reads the
         # cache before the first step), the prompt's prefill runs inside the first step's forward.
@@ -260,7 +254,6 @@ class SpeculativeDecoder(DecoderAPI):
         window = target.context_window
         stats = DecodeStats(prompt_tokens=prompt_len)
         sequence: list[int] = prompt.tolist()
-        self.source.begin(prompt.numpy().copy())
         if hasattr(self.budget_policy, "begin"):  # optional: policies without request context skip it
             self.budget_policy.begin()
         wants_draft = getattr(self.budget_policy, "wants_draft", None)  # optional too: always draft
@@ -316,7 +309,7 @@ class SpeculativeDecoder(DecoderAPI):
                         target=target if self.source.capabilities.needs_target else None,
                         sampling=sampling,
                     )
-                    with _naming_context_writes(self.source.name, "propose"):
+                    with self._blaming_source("propose"):
                         draft = require_draft(self.source.propose(request), self.source.name)
                 else:
                     draft = Draft.empty()
@@ -378,7 +371,7 @@ class SpeculativeDecoder(DecoderAPI):
                 # the verdict is cut like the emitted tokens, and the node logits of a final
                 # step (which may follow an EOS or a stop string) are withheld.
                 seen = verdict if keep > len(verdict.accepted_nodes) else Verdict(accepted_nodes, verdict.bonus_token)
-                with _naming_context_writes(self.source.name, "observe"):
+                with self._blaming_source("observe"):
                     self.source.observe(StepFeedback(
                         context=context,
                         tree=tree,
@@ -402,6 +395,11 @@ class SpeculativeDecoder(DecoderAPI):
             target.end()
         stats.time_total = time.perf_counter() - t_start
         return GenerationOutput(torch.tensor([sequence], dtype=torch.long), stats, **record.output(plan))
+
+    def _blaming_source(self, method: str) -> Any:
+        """Name the source, and the plugin providing it, if its ``method`` raises (see :func:`blaming_source`)."""
+        name = str(getattr(self.source, "name", type(self.source).__name__))
+        return blaming_source(name, method, origin=_origin(self.registry, name))
 
     def _build_tree(self, draft: Draft, depth_limit: int, sampling: bool = False, nodes: int | None = None) -> TokenTree:
         nodes = self.budget if nodes is None else nodes

@@ -35,7 +35,7 @@ import numpy as np
 
 from .. import step_context
 from ..checks import is_integer
-from ..engine.draft_checks import require_draft
+from ..engine.draft_checks import blaming_source, require_draft
 from ..errors import ContractViolationError, IncompatiblePartsError, InvalidInputError
 from ..interfaces import DraftSource
 from ..types import Draft, DraftKind, DraftRequest, SourceCapabilities, StepFeedback
@@ -165,10 +165,15 @@ class Composite:
     def begin(self, prompt: np.ndarray) -> None:
         self._context[:] = step_context.START
         for m in self.members:
-            m.begin(prompt)
+            with blaming_source(m.name, "begin", member_of=self.name):
+                m.begin(prompt)
+
+    def _propose(self, member: DraftSource, request: DraftRequest) -> Draft:
+        with blaming_source(member.name, "propose", member_of=self.name):
+            return require_draft(member.propose(request), member.name, member_of=self.name)
 
     def propose(self, request: DraftRequest) -> Draft:
-        drafts = [require_draft(member.propose(request), member.name, member_of=self.name) for member in self.members]
+        drafts = [self._propose(member, request) for member in self.members]
         claimed = [step_context.evidence_class(d.evidence) for d in drafts]
         self._evidence = np.asarray(claimed if self.by_context else [0] * len(drafts), dtype=np.int64)
         rates = self.acceptance()
@@ -207,7 +212,8 @@ class Composite:
             self._update_statistics(feedback.emitted)
         self._last = []
         for m in self.members:
-            m.observe(feedback)
+            with blaming_source(m.name, "observe", member_of=self.name):
+                m.observe(feedback)
 
     def _update_statistics(self, emitted: np.ndarray) -> None:
         """Count, per member and depth, whether its candidates matched that deep.
