@@ -330,3 +330,61 @@ def test_time_split_comes_from_the_repeat_at_the_median_wall_time():
     summary = result.summaries[0]
     assert summary.time_draft == pytest.approx(0.3)  # wall times 5.1, 0.4, 0.3: the median is the second
     assert summary.total_time == pytest.approx(0.4)
+
+
+def test_a_method_that_fails_is_left_out_and_the_others_finish(model_dir, tmp_path):
+    """One broken third-party source once stopped the whole benchmark and nothing was written."""
+    import numpy as np
+
+    from draftkit.types import SourceCapabilities
+
+    class FailsLater:
+        """Drafts nothing on the first prompt, raises on the second (as a plugin bug would)."""
+        name, capabilities = "fails-later", SourceCapabilities()
+
+        def __init__(self):
+            self.requests = 0
+
+        def begin(self, prompt):
+            self.requests += 1
+
+        def propose(self, request):
+            from draftkit.types import Draft
+
+            if self.requests > 2:  # warm-up and the first prompt pass
+                raise np.linalg.LinAlgError("singular table")
+            return Draft.empty()
+
+        def observe(self, feedback):
+            pass
+
+        def reset(self):
+            pass
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from draftkit.bench.methods import DraftkitMethod, GenSettings, PlainMethod
+    from draftkit.bench.prompts import PromptCase
+    from draftkit.bench.runner import BenchConfig, run_benchmark
+    from draftkit.engine import PlainDecoder, SpeculativeDecoder
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float64")  # float64: no near-tie flips
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    methods = [PlainMethod(PlainDecoder(model, tokenizer=tok), tok),
+               DraftkitMethod(SpeculativeDecoder(model, source=FailsLater(), budget=4, tokenizer=tok), tok, "bad"),
+               DraftkitMethod(SpeculativeDecoder(model, source="pld", budget=4, tokenizer=tok), tok, "pld")]
+    prompts = [PromptCase(id=f"p{i}", text=text, category="x") for i, text in enumerate(["abc abc ab", "in in i"])]
+    said = []
+    result = run_benchmark(methods, prompts, lambda text: tok(text, return_tensors="pt").input_ids,
+                           BenchConfig(settings=GenSettings(max_new_tokens=8)), progress=False, warn=said.append)
+    assert list(result.failed) == ["bad"] and "SourceError" in result.failed["bad"]
+    assert any("bad failed on prompt p1" in message and "singular table" in message for message in said)
+    assert [s.name for s in result.summaries] == ["plain", "pld"]
+    assert {r.method for r in result.runs} == {"plain", "pld"}
+    assert next(s for s in result.summaries if s.name == "pld").mismatches == []
+
+
+def test_an_empty_methods_list_is_an_error_not_every_method(model_dir, tmp_path, capsys):
+    rc = main(["bench", "--model", str(model_dir), "--prompts", "quick", "--methods", " , ",
+               "--out", str(tmp_path), "--no-corpus", "--quiet"])
+    assert rc == 1 and "--methods lists no method" in capsys.readouterr().err

@@ -254,11 +254,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     stream = decoder.stream(input_ids, args.max_new_tokens, **sampling)
     sys.stdout.write(prompt)  # after the request was validated: an error prints nothing on stdout
     printer = _ContinuationPrinter(tokenizer, input_ids[0].tolist())
-    for chunk in stream:
-        new_ids.extend(chunk)
-        printer.show(new_ids)
-    printer.show(new_ids, final=True)
-    sys.stdout.write("\n")
+    try:
+        for chunk in stream:
+            new_ids.extend(chunk)
+            printer.show(new_ids)
+        printer.show(new_ids, final=True)
+    finally:  # also when a step fails: the error's line must not run on from the printed text
+        sys.stdout.write("\n")
+        sys.stdout.flush()
     s = stream.output.stats
     print(
         f"[{decoder.source.name}] {s.emitted} tokens in {s.steps} steps, "
@@ -320,7 +323,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if draft_name:
         draft_model, _ = load_model_and_tokenizer(draft_name, args.dtype)
     registry = build_registry()
-    names = [n.strip() for n in args.methods.split(",")] if args.methods else None
+    names = [n.strip() for n in args.methods.split(",") if n.strip()] if args.methods is not None else None
+    if names == []:
+        raise InvalidInputError("--methods lists no method; leave it out to run every method")
     from .bench.setup import check_method_names
 
     check_method_names(names, registry)
@@ -357,6 +362,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(table)
     meta = {"model": args.model, "prompts": args.prompts, "n_prompts": len({r.prompt.id for r in result.runs}),
             "command": "draftkit " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("draftkit") else None}
+    if result.failed:
+        meta["failed_methods"] = result.failed
+        print("left out, failed: " + "; ".join(f"{name} ({error})" for name, error in result.failed.items()),
+              file=sys.stderr)
     earlier = earlier_methods(out)  # an earlier benchmark in this folder: its files are replaced
     path = write_results(result, out, meta)
     write_answers(result, out, lambda ids: tokenizer.decode(ids, skip_special_tokens=True), earlier)
@@ -368,7 +377,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     (out / "table.txt").write_text(table + "\n")
     print(f"results: {path}" + (f", chart: {chart}" if chart else ""), file=sys.stderr)
     failed = [s for s in result.summaries if s.mismatches and s.kind in ("draftkit", "bound")]
-    return 1 if failed and args.strict else 0
+    return 1 if (failed or result.failed) and args.strict else 0
 
 
 def _unescape(text: str) -> str:
@@ -532,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="weights and compute dtype of the models")
     bench.add_argument("--threads", type=argtypes.threads, default=0, help="torch threads (0: torch's default)")
     bench.add_argument("--no-chart", action="store_true", help="do not draw chart.png")
-    bench.add_argument("--strict", action="store_true", help="exit 1 if a draftkit output differs")
+    bench.add_argument("--strict", action="store_true", help="exit 1 if a draftkit output differs or a method fails")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(func=cmd_bench)
 
@@ -568,10 +577,17 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     sb.add_argument("--no-progress", action="store_true", help="no progress bar")
     sb.set_defaults(func=_datastore_command("build"))
-    si = store_sub.add_parser("info", help="print a datastore's header (after the cheap integrity checks)")
+    si = store_sub.add_parser("info", help="print a datastore's header (after the cheap integrity checks)",
+                              description="Print a datastore's header: format, vocabulary size, tokens and documents, "
+                              "chunks, size on disk, tokenizer fingerprint, creation time and corpus description. "
+                              "Only the cheap integrity checks run (header, file sizes); 'datastore verify' reads "
+                              "every byte.")
     si.add_argument("path", help="datastore folder")
     si.set_defaults(func=_datastore_command("info"))
-    sv = store_sub.add_parser("verify", help="check every checksum and token id of a datastore")
+    sv = store_sub.add_parser("verify", help="check every checksum and token id of a datastore",
+                              description="Read a whole datastore and check every file's SHA-256 checksum and every "
+                              "chunk's tokens and suffix array; with --tokenizer, also that the store was built "
+                              "with that tokenizer. Exit 0 if it is intact, 1 naming the first problem found.")
     sv.add_argument("path", help="datastore folder")
     sv.add_argument("--tokenizer", help="also check the store was built with this tokenizer")
     sv.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ..errors import InvalidInputError
+from ..errors import DraftkitError, InvalidInputError
 from .loops import ends_in_loop
 from .methods import GenSettings, Method, RunResult
 from .prompts import PromptCase
@@ -90,6 +90,8 @@ class BenchResult:
     baseline: str
     summaries: list[MethodSummary]
     runs: list[PromptRun]
+    #: methods left out because they raised (a broken plugin source): name -> the error
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def _reset_peak_rss() -> bool:
@@ -143,17 +145,34 @@ def run_benchmark(
     warn: Callable[[str], None] | None = None,
 ) -> BenchResult:
     """Run every method on every prompt and summarise. ``warn`` says which prompts were skipped
-    (default: :func:`warnings.warn`)."""
+    and which methods failed (default: :func:`warnings.warn`).
+
+    A method other than the reference that raises a draftkit error which is not about the input
+    (a broken plugin source, a contract violation) is left out, said so, and the others go on:
+    one bad third-party source must not cost a long benchmark. Input errors (a prompt the model
+    cannot take) stop it, naming the prompt.
+    """
     from tqdm.auto import tqdm
 
+    say = warn or (lambda message: warnings.warn(message, stacklevel=3))
     encoded = [encode(p.text) for p in prompts]
-    prompts, encoded = _fitting(prompts, encoded, config.context_window,
-                                warn or (lambda message: warnings.warn(message, stacklevel=3)))
+    prompts, encoded = _fitting(prompts, encoded, config.context_window, say)
+    failed: dict[str, str] = {}
+
+    def leave_out(m: Method, exc: DraftkitError, case: PromptCase) -> None:
+        if isinstance(exc, InvalidInputError) or m.name == config.reference:
+            raise exc
+        failed[m.name] = f"{type(exc).__name__}: {exc}"
+        say(f"{m.name} failed on prompt {case.id} and is left out of the results: {failed[m.name]}")
+
     if config.warmup and prompts:
         room = _room(min(8, config.settings.max_new_tokens), int(encoded[0].shape[-1]), config.context_window)
         warm = GenSettings(max_new_tokens=room)
         for m in methods:
-            _run(m, encoded[0], warm, prompts[0])
+            try:
+                _run(m, encoded[0], warm, prompts[0])
+            except DraftkitError as exc:
+                leave_out(m, exc, prompts[0])
     runs: list[PromptRun] = []
     total = len(prompts) * len(methods) * config.repeats
     bar = tqdm(total=total, desc="bench", unit="run", disable=not progress, dynamic_ncols=True)
@@ -167,6 +186,9 @@ def run_benchmark(
             seed=config.settings.seed,
         )
         for m in methods:
+            if m.name in failed:
+                bar.update(config.repeats)
+                continue
             bar.set_postfix_str(f"{m.name} {case.id}")
             times: list[float] = []
             results: list[RunResult] = []
@@ -182,24 +204,32 @@ def run_benchmark(
                     warnings.warn(f"{m.name}: its state cannot be copied ({type(exc).__name__}: {exc}); "
                                   "its repeats run on the live state and may learn from each other",
                                   stacklevel=2)
-            for r in range(config.repeats):
-                runner = m if r == 0 or snapshot is None else (snapshot if r == config.repeats - 1 else snapshot.fork())
-                res = _run(runner, ids, settings, case)
-                times.append(res.wall_time)
-                results.append(res)
-                bar.update(1)
+            try:
+                for r in range(config.repeats):
+                    runner = m if r == 0 or snapshot is None else (snapshot if r == config.repeats - 1 else snapshot.fork())
+                    res = _run(runner, ids, settings, case)
+                    times.append(res.wall_time)
+                    results.append(res)
+                    bar.update(1)
+            except DraftkitError as exc:
+                leave_out(m, exc, case)
+                bar.update(config.repeats - len(results))
+                continue
             first = results[0]
             at_median = sorted(range(len(times)), key=times.__getitem__)[(len(times) - 1) // 2]
             runs.append(PromptRun(case, m.name, first, times, _peak_rss_mb() if tracking else None,
                                   loops=ends_in_loop(first.new_tokens), timing=results[at_median]))
     bar.close()
+    runs = [r for r in runs if r.method not in failed]
     reference = {r.prompt.id: r.result.new_tokens for r in runs if r.method == config.reference}
     for r in runs:
         ref = reference.get(r.prompt.id)
         if ref is not None and r.method != config.reference:
             div = _first_divergence(r.result.new_tokens, ref)
             r.match, r.first_divergence = div is None, div
-    return summarise(methods, runs, config)
+    result = summarise([m for m in methods if m.name not in failed], runs, config)
+    result.failed.update(failed)
+    return result
 
 
 def _room(max_new_tokens: int, prompt_length: int, window: int | None) -> int:
