@@ -165,6 +165,12 @@ def test_settings_stored_on_the_generation_config_are_read_like_model_generate()
     model.generation_config.max_new_tokens = None
     model.generation_config.max_length = 11
     assert draftkit.SpeculativeDecoder(model, budget=8).generate(prompt).sequences.shape[1] == 11
+    # A configured max_length the prompt already fills: the error says where it was set (not typed).
+    model.generation_config.max_length = 6
+    for call in (lambda d: d.generate(prompt), lambda d: d.generate(torch.cat([prompt, prompt]))):
+        with pytest.raises(InvalidInputError, match=r"max_length=6 \(set by the generation config.*pass max_new_tokens"):
+            call(draftkit.SpeculativeDecoder(model, budget=8))
+    model.generation_config.max_length = 11
 
     tok = char_tokenizer()
     model = tiny_model("llama", vocab_size=len(tok))

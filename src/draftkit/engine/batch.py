@@ -151,12 +151,14 @@ def _new_tokens_of_padded_length(options: dict[str, Any], settings: Any, width: 
     """
     max_new = None
     max_length = options.pop("max_length", None)
+    configured = False
     if getattr(settings, "max_new_tokens", None) is not None:
         max_length = None  # as in HF, the config's max_new_tokens wins over any max_length
     elif max_length is None:
         max_length = configured_max_length(settings)
+        configured = max_length is not None
     if max_length is not None:
-        max_new = _new_tokens_from(max_length, width, f"the batch's padded width of {width}")
+        max_new = _new_tokens_from(max_length, width, f"the batch's padded width of {width}", configured)
     min_length = options.get("min_length", UNSET)
     if min_length is UNSET:
         min_length = getattr(settings, "min_length", None) or None

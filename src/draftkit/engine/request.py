@@ -569,7 +569,7 @@ def _configured_length(model: torch.nn.Module, prompt: torch.Tensor) -> int:
         return int(configured)
     max_length = configured_max_length(config)
     if max_length is not None:
-        return _new_tokens_from(max_length, prompt)
+        return _new_tokens_from(max_length, prompt, configured=True)
     return DEFAULT_MAX_NEW_TOKENS
 
 
@@ -597,17 +597,21 @@ def _unset_length_is_none() -> bool:
         return True
 
 
-def _new_tokens_from(max_length: Any, prompt: torch.Tensor | int, counted: str | None = None) -> int:
+def _new_tokens_from(max_length: Any, prompt: torch.Tensor | int, counted: str | None = None,
+                     configured: bool = False) -> int:
     """New tokens that ``max_length`` leaves after a prompt (or ``counted``: a description of the
-    ``prompt`` tokens it counts, e.g. a padded batch's width)."""
+    ``prompt`` tokens it counts, e.g. a padded batch's width); ``configured``: the value comes from a
+    generation config, not the call, which the error says (the user never typed it)."""
     if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)):
         raise InvalidInputError(f"max_length must be an integer, got {max_length!r}")
     length = prompt if isinstance(prompt, int) else int(prompt.numel())
     room = int(max_length) - length
     if room < 1:
+        origin = " (set by the generation config, e.g. the model folder's generation_config.json)" if configured else ""
+        remedy = "pass" if configured else "raise it, or pass"
         raise InvalidInputError(
-            f"max_length={int(max_length)} leaves no room for new tokens after {counted or f'the {length}-token prompt'}; "
-            "raise it, or pass max_new_tokens"
+            f"max_length={int(max_length)}{origin} leaves no room for new tokens after "
+            f"{counted or f'the {length}-token prompt'}; {remedy} max_new_tokens (--max-new-tokens on the command line)"
         )
     return room
 
