@@ -204,12 +204,15 @@ UNIFORM = torch.full((VOCAB,), 1.0 / VOCAB, dtype=torch.float64)
         (lambda r: Draft.chain([1, 2]), "without probs"),
         (lambda r: Draft((np.array([1]), np.array([2])), (1.0, 3.0), probs=(UNIFORM[None],) * 2), "weights"),
         (lambda r: Draft((np.array([1, 2]),) * 3, probs=(torch.stack([UNIFORM] * 2),) * 3), "budget"),
-        (lambda r: Draft((np.array([1, 2]),), probs=(torch.stack([UNIFORM * 2] * 2),)), "sums to"),
+        (lambda r: Draft((np.array([1, 2]),), probs=(torch.stack([UNIFORM * 2] * 2),)), "row 0 .* sums to 2,"),
+        (lambda r: Draft((np.array([1, 2]),), probs=(torch.stack([UNIFORM, UNIFORM * float("nan")]),)),
+         "non-finite"),
     ],
 )
-def test_broken_stochastic_drafts_are_refused(script, match):
-    decoder = draftkit.SpeculativeDecoder(cached_model("llama", VOCAB), source=_StochasticScript(script), budget=5)
-    with pytest.raises(ContractViolationError, match=match):
+def test_broken_stochastic_drafts_are_refused_naming_the_source(script, match):
+    source = _StochasticScript(script)
+    decoder = draftkit.SpeculativeDecoder(cached_model("llama", VOCAB), source=source, budget=5)
+    with pytest.raises(ContractViolationError, match=f"{source.name!r}.*{match}"):
         decoder.generate([[1, 2, 3]], max_new_tokens=6, do_sample=True, seed=0)
 
 

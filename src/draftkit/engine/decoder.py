@@ -347,7 +347,14 @@ class SpeculativeDecoder(DecoderAPI):
                     logits = target.forward_tree(sequence[-1], tree)
                 t3 = time.perf_counter()
                 process = LogitsPipeline(sampling, context)
-                verdict = verifier.verify(tree, logits, sampling, process, random, new_so_far)
+                try:
+                    verdict = verifier.verify(tree, logits, sampling, process, random, new_so_far)
+                except ContractViolationError as exc:
+                    if tree.probs is None:
+                        raise
+                    # The verifier checks the proposal laws a stochastic source reported; it does not
+                    # know whose they are.
+                    raise ContractViolationError(f"source {self.source.name!r}'s draft: {exc}") from exc
                 if lazy_rows:  # the walk ran the LM head on its rows: that is verify time too
                     t3 = time.perf_counter()
                 stats.time_verify += t3 - t2

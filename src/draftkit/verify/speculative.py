@@ -115,10 +115,11 @@ def proposal_law(tree: TokenTree, vocab_size: int, device: torch.device | str = 
             "(softmax of the processed draft scores), not logits"
         )
     sums = q.sum(dim=-1, keepdim=True)
-    worst = float((sums - 1.0).abs().max())
-    if worst > PROBS_ATOL:
+    off = (sums - 1.0).abs()[:, 0]
+    if float(off.max()) > PROBS_ATOL:
+        row = int(torch.argmax(off))
         raise ContractViolationError(
-            f"a row of TokenTree.probs sums to {1.0 + worst:.9g} or {1.0 - worst:.9g}, not 1; report the "
+            f"row {row} of TokenTree.probs sums to {float(sums[row, 0]):.9g}, not 1; report the "
             "normalised float64 law each token was drawn from"
         )
     q = q / sums  # the exact law of an inverse-CDF draw from the row
