@@ -378,15 +378,16 @@ class SpeculativeDecoder(DecoderAPI):
                 # the verdict is cut like the emitted tokens, and the node logits of a final
                 # step (which may follow an EOS or a stop string) are withheld.
                 seen = verdict if keep > len(verdict.accepted_nodes) else Verdict(accepted_nodes, verdict.bonus_token)
-                with self._blaming_source("observe"):
-                    self.source.observe(StepFeedback(
-                        context=context,
-                        tree=tree,
-                        verdict=seen,
-                        emitted=np.asarray(emitted, dtype=np.int64),
-                        node_logits=logits if want_logits and not reason else None,
-                        eos_token_ids=stop_ids,
-                    ))
+                feedback = StepFeedback(
+                    context=context,
+                    tree=tree,
+                    verdict=seen,
+                    emitted=np.asarray(emitted, dtype=np.int64),
+                    node_logits=logits if want_logits and not reason else None,
+                    eos_token_ids=stop_ids,
+                )
+                with self._blaming_source("observe"):  # only the source's own call: engine errors stay the engine's
+                    self.source.observe(feedback)
                 sequence.extend(emitted)
                 if len(sequence) > history.size:
                     history = np.concatenate([history, np.empty(max(history.size, 64), np.int64)])
