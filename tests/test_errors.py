@@ -10,6 +10,7 @@ import draftkit
 from draftkit.errors import (
     BatchSizeError,
     ContractViolationError,
+    CorruptDataFileError,
     EmptyPromptError,
     IncompatiblePartsError,
     InvalidInputError,
@@ -253,15 +254,16 @@ def test_stop_strings_need_a_tokenizer(model):
 def test_something_else_than_a_tokenizer_is_named_before_a_step_runs(model):
     """It once surfaced mid-request as an AttributeError about decode."""
     for make in (draftkit.SpeculativeDecoder, draftkit.PlainDecoder):
-        with pytest.raises(InvalidInputError, match="tokenizer must be a tokenizer .* got str 'gpt2'"):
+        with pytest.raises(InvalidInputError, match=r"tokenizer given to the decoder must be a tokenizer object .* "
+                           r"got str 'gpt2'; load one with AutoTokenizer.from_pretrained\('gpt2'\)"):
             make(model, tokenizer="gpt2")
         decoder = make(model)
-        with pytest.raises(InvalidInputError, match="to match stop_strings, got int 123"):
+        with pytest.raises(InvalidInputError, match="tokenizer for stop_strings must be a tokenizer object .* got int 123"):
             decoder.generate([[1, 2]], max_new_tokens=3, stop_strings=["x"], tokenizer=123)
         assert decoder.generate([[1, 2]], max_new_tokens=3).sequences.shape == (1, 5)  # nothing left behind
 
 
-@pytest.mark.parametrize("stops", [[5], 5, ["x", None]])
+@pytest.mark.parametrize("stops", [[5], 5, ["x", None], b"ab", {"x": 1}])
 def test_stop_strings_that_are_not_strings_are_refused(model, stops):
     from transformers import AutoTokenizer
 
@@ -420,3 +422,56 @@ def test_source_switches_must_be_booleans(source, options):
     (name,) = options
     with pytest.raises(InvalidInputError, match=f"{source}: {name} must be true or false"):
         make(**options)
+
+
+class _Raising:
+    """A source that raises ``error`` in ``method`` and drafts nothing otherwise."""
+
+    name = "raising"
+
+    def __init__(self, method, error):
+        from draftkit.types import SourceCapabilities
+
+        self.capabilities = SourceCapabilities()
+        self.method, self.error = method, error
+
+    def _maybe(self, method):
+        if method == self.method:
+            raise self.error
+
+    def begin(self, prompt):
+        self._maybe("begin")
+
+    def propose(self, request):
+        self._maybe("propose")
+        return Draft.chain([int(request.context[-1])] * 2)
+
+    def observe(self, feedback):
+        self._maybe("observe")
+
+    def reset(self):
+        pass
+
+
+@pytest.mark.parametrize("method", ["begin", "propose", "observe"])
+@pytest.mark.parametrize("composite", [False, True])
+def test_an_exception_of_a_source_becomes_a_source_error_naming_it(model, method, composite):
+    """StopIteration too: a contextlib guard once handed it back, and the decoder's generator turned it
+    into a bare 'generator raised StopIteration'."""
+    from draftkit import SourceError
+
+    for error in (StopIteration(), np.linalg.LinAlgError("singular"), ZeroDivisionError("x")):
+        source = _Raising(method, error)
+        decoder = draftkit.SpeculativeDecoder(model, source=["pld", source] if composite else source, budget=8)
+        member = r" \(a member of 'pld\+raising'\)" if composite else ""
+        with pytest.raises(SourceError, match=rf"source 'raising'{member} failed in {method}\(\): "
+                           rf"{type(error).__name__}.*\(raised at .*test_errors.py:\d+\); it is most likely a bug"):
+            decoder.generate([[1, 2, 3, 1, 2, 3]], max_new_tokens=6)
+
+
+@pytest.mark.parametrize("error", [MemoryError(), CorruptDataFileError("store damaged"), KeyboardInterrupt()])
+def test_draftkit_errors_running_out_of_memory_and_interrupts_pass_through_unchanged(model, error):
+    decoder = draftkit.SpeculativeDecoder(model, source=_Raising("propose", error), budget=8)
+    with pytest.raises(type(error)) as caught:
+        decoder.generate([[1, 2, 3, 1, 2, 3]], max_new_tokens=6)
+    assert caught.value is error

@@ -284,20 +284,56 @@ RAISING_PLUGIN = GOOD_PLUGIN.replace(
 )
 
 
-def test_a_source_raising_in_propose_is_named_with_its_plugin_and_the_decoder_stays_usable(site):
+def test_a_source_raising_in_propose_is_named_with_its_plugin_and_other_decoders_keep_working(site):
     """A bug in a plugin's source once surfaced as a bare KeyError from deep inside the decoder."""
     install_plugin(site, "draftkit-raising", "raising", "dk_raising_plugin", RAISING_PLUGIN)
     registry = build_registry()
     model = cached_model("llama")
     decoder = draftkit.SpeculativeDecoder(model, source="repeat", registry=registry, budget=8)
-    with pytest.raises(draftkit.SourceError, match=r"source 'repeat' \(plugin 'raising', package "
-                       r"draftkit-raising\) failed in propose\(\): KeyError: 'lost my table'") as caught:
+    with pytest.raises(draftkit.SourceError, match=r"source 'repeat' \(plugin 'raising' from package "
+                       r"draftkit-raising\) failed in propose\(\): KeyError: 'lost my table' \(raised at "
+                       r".*dk_raising_plugin.py:\d+\); report it .*DRAFTKIT_BLOCK_PLUGINS=raising") as caught:
         decoder.generate([[1, 2, 3]], max_new_tokens=6)
     assert isinstance(caught.value.__cause__, KeyError) and caught.value.source == "repeat"
-    # In a composite the member is named; the other members and decoders keep working.
+    assert caught.value.origin == ("raising", "draftkit-raising") and caught.value.method == "propose"
+    # In a composite the member is named, with the plugin the decoder knows it from.
     composite = draftkit.SpeculativeDecoder(model, source=["pld", "repeat"], registry=registry, budget=8)
-    with pytest.raises(draftkit.SourceError, match=r"source 'repeat' \(a member of 'pld\+repeat'\) failed in propose"):
+    with pytest.raises(draftkit.SourceError, match=r"source 'repeat' \(a member of 'pld\+repeat'\) \(plugin "
+                       r"'raising' from package draftkit-raising\) failed in propose"):
         composite.generate([[1, 2, 3]], max_new_tokens=6)
     pld = draftkit.SpeculativeDecoder(model, source="pld", registry=registry, budget=8)
     plain = draftkit.PlainDecoder(model).generate([[1, 2, 3]], max_new_tokens=6).sequences.tolist()
     assert pld.generate([[1, 2, 3]], max_new_tokens=6).sequences.tolist() == plain
+
+
+def test_the_command_line_names_a_raising_plugin_source_in_one_line(site, tmp_path, capsys):
+    """generate prints one error line (with the plugin, the file and line), after ending the text's line;
+    bench leaves the method out, finishes the others and records it (--strict: exit 1)."""
+    import json
+
+    from draftkit.cli import main
+    from draftkit.testing.models import tiny_model
+    from draftkit.testing.tokenizers import char_tokenizer
+
+    install_plugin(site, "draftkit-raising", "raising", "dk_raising_plugin2", RAISING_PLUGIN)
+    tok = char_tokenizer()
+    tiny_model("llama", vocab_size=len(tok), eos_token_id=tok.eos_token_id).save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    assert main(["generate", "--model", str(tmp_path / "m"), "--source", "repeat", "--max-new-tokens", "5",
+                 "abc abc"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.endswith("\n")  # the prompt was printed: the error starts on a line of its own
+    errors = [line for line in captured.err.splitlines() if line.startswith("draftkit: error:")]
+    assert len(errors) == 1 and "plugin 'raising' from package draftkit-raising" in errors[0]
+    assert "dk_raising_plugin2.py:" in errors[0] and "Traceback" not in captured.err
+    out = tmp_path / "bench"
+    questions = tmp_path / "question.jsonl"
+    questions.write_text("\n".join(json.dumps({"question_id": i, "turns": [t]}) for i, t in enumerate(["ab ab", "c c"])))
+    rc = main(["bench", "--model", str(tmp_path / "m"), "--prompts", str(questions), "--methods",
+               "pld,repeat", "--max-new-tokens", "6", "--out", str(out), "--no-corpus", "--quiet", "--no-chart",
+               "--strict"])
+    assert rc == 1
+    results = json.loads((out / "results.json").read_text())
+    assert [m["name"] for m in results["methods"]] == ["plain", "pld"]
+    assert "KeyError" in results["meta"]["failed_methods"]["repeat"]
+    assert "repeat failed in the warm-up" in capsys.readouterr().err

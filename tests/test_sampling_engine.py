@@ -204,7 +204,7 @@ UNIFORM = torch.full((VOCAB,), 1.0 / VOCAB, dtype=torch.float64)
         (lambda r: Draft.chain([1, 2]), "without probs"),
         (lambda r: Draft((np.array([1]), np.array([2])), (1.0, 3.0), probs=(UNIFORM[None],) * 2), "weights"),
         (lambda r: Draft((np.array([1, 2]),) * 3, probs=(torch.stack([UNIFORM] * 2),) * 3), "budget"),
-        (lambda r: Draft((np.array([1, 2]),), probs=(torch.stack([UNIFORM * 2] * 2),)), "row 0 .* sums to 2,"),
+        (lambda r: Draft((np.array([1, 2]),), probs=(torch.stack([UNIFORM * 2] * 2),)), "tree node 0 .* sums to 2,"),
         (lambda r: Draft((np.array([1, 2]),), probs=(torch.stack([UNIFORM, UNIFORM * float("nan")]),)),
          "non-finite"),
     ],

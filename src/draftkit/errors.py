@@ -58,7 +58,10 @@ class SourceError(DraftkitError, RuntimeError):
 
     def __init__(self, message: str, source: str = "") -> None:
         super().__init__(message)
-        self.source = source
+        self.source = source  #: the failing source's name
+        self.method = ""  #: the method that raised: begin, propose or observe
+        self.member_of: str | None = None  #: the composite the source drafted for, if any
+        self.origin: tuple[str, str] | None = None  #: (plugin, package) when a plugin provides it
 
 
 class PluginError(DraftkitError, RuntimeError):

@@ -55,7 +55,7 @@ _HOOKS = {
 }
 
 
-#: Characters a part's name may not contain: the command line uses them to compose parts and options.
+#: Characters a source's name may not contain: the command line uses them to compose sources and options.
 _RESERVED_NAME_CHARACTERS = ("+", ",", ".", "=")
 
 
@@ -273,7 +273,7 @@ def build_registry(
                 if not isinstance(name, str) or not name:
                     raise PluginError(f"plugin {_p!r} registered a {_k} with an invalid name {name!r}")
                 reserved = [c for c in _RESERVED_NAME_CHARACTERS if c in name] + (
-                    ["whitespace"] if any(c.isspace() for c in name) else [])
+                    ["whitespace"] if any(c.isspace() for c in name) else []) if _k == "source" else []
                 if reserved:
                     raise PluginError(
                         f"plugin {_p!r} registered the {_k} name {name!r}, which the command line cannot spell: "

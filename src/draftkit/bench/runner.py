@@ -159,11 +159,11 @@ def run_benchmark(
     prompts, encoded = _fitting(prompts, encoded, config.context_window, say)
     failed: dict[str, str] = {}
 
-    def leave_out(m: Method, exc: DraftkitError, case: PromptCase) -> None:
+    def leave_out(m: Method, exc: DraftkitError, where: str) -> None:
         if isinstance(exc, InvalidInputError) or m.name == config.reference:
             raise exc
         failed[m.name] = f"{type(exc).__name__}: {exc}"
-        say(f"{m.name} failed on prompt {case.id} and is left out of the results: {failed[m.name]}")
+        say(f"{m.name} failed {where} and is left out of the results: {failed[m.name]}")
 
     if config.warmup and prompts:
         room = _room(min(8, config.settings.max_new_tokens), int(encoded[0].shape[-1]), config.context_window)
@@ -172,7 +172,7 @@ def run_benchmark(
             try:
                 _run(m, encoded[0], warm, prompts[0])
             except DraftkitError as exc:
-                leave_out(m, exc, prompts[0])
+                leave_out(m, exc, f"in the warm-up (prompt {prompts[0].id})")
     runs: list[PromptRun] = []
     total = len(prompts) * len(methods) * config.repeats
     bar = tqdm(total=total, desc="bench", unit="run", disable=not progress, dynamic_ncols=True)
@@ -212,7 +212,7 @@ def run_benchmark(
                     results.append(res)
                     bar.update(1)
             except DraftkitError as exc:
-                leave_out(m, exc, case)
+                leave_out(m, exc, f"on prompt {case.id}")
                 bar.update(config.repeats - len(results))
                 continue
             first = results[0]

@@ -73,12 +73,12 @@ def _consistent_with_parents(tree: TokenTree) -> bool:
     return bool(np.array_equal(tree.depths, depths) and np.array_equal(tree.ancestors, ancestors))
 
 
-def _origin(registry: Registry, name: str) -> str:
-    """Who provides the registered source ``name``, when it is a third-party plugin ("" otherwise)."""
+def _origin(registry: Registry, name: str) -> tuple[str, str] | None:
+    """(plugin, package) providing the registered source ``name``; ``None`` for draftkit's own."""
     info = registry.parts.get("source", {}).get(name)
     if info is None or info.plugin.startswith("draftkit."):
-        return ""
-    return f"plugin {info.plugin!r}, package {info.distribution}"
+        return None
+    return info.plugin, info.distribution
 
 
 def _resolve(registry: Registry, kind: str, part: Any, options: dict[str, Any] | None) -> Any:
@@ -244,8 +244,11 @@ class SpeculativeDecoder(DecoderAPI):
             plan.prompt, plan.sampling, plan.stop, plan.stop_token_ids, plan.random
         )
         vocab = self.target.vocab_size
+        t0 = time.perf_counter()
+        prompt_copy = prompt.numpy().copy()
         with self._blaming_source("begin"):  # before the target's session opens: nothing to close if it raises
-            self.source.begin(prompt.numpy().copy())
+            self.source.begin(prompt_copy)
+        time_begin = time.perf_counter() - t0  # the source's own preparation: drafting time
         t0 = time.perf_counter()
         # This request's own KV cache. Unless the source runs the target itself (and reads the
         # cache before the first step), the prompt's prefill runs inside the first step's forward.
@@ -253,6 +256,7 @@ class SpeculativeDecoder(DecoderAPI):
         prompt_len = int(prompt.numel())
         window = target.context_window
         stats = DecodeStats(prompt_tokens=prompt_len)
+        stats.time_draft += time_begin
         sequence: list[int] = prompt.tolist()
         if hasattr(self.budget_policy, "begin"):  # optional: policies without request context skip it
             self.budget_policy.begin()
@@ -350,11 +354,11 @@ class SpeculativeDecoder(DecoderAPI):
                 try:
                     verdict = verifier.verify(tree, logits, sampling, process, random, new_so_far)
                 except ContractViolationError as exc:
-                    if tree.probs is None:
+                    if tree.probs is None or not (self._trusted_builder and self._builtin_verifier(verifier)):
                         raise
-                    # The verifier checks the proposal laws a stochastic source reported; it does not
-                    # know whose they are.
-                    raise ContractViolationError(f"source {self.source.name!r}'s draft: {exc}") from exc
+                    # Built-in builders and verifiers only pass on the proposal laws the stochastic source
+                    # reported, and the verifier does not know whose they are.
+                    raise ContractViolationError(f"the draft of source {self.source.name!r}: {exc}") from exc
                 if lazy_rows:  # the walk ran the LM head on its rows: that is verify time too
                     t3 = time.perf_counter()
                 stats.time_verify += t3 - t2
@@ -404,10 +408,14 @@ class SpeculativeDecoder(DecoderAPI):
         stats.time_total = time.perf_counter() - t_start
         return GenerationOutput(torch.tensor([sequence], dtype=torch.long), stats, **record.output(plan))
 
+    @staticmethod
+    def _builtin_verifier(verifier: Verifier) -> bool:
+        return type(verifier).__module__.startswith("draftkit.verify.")
+
     def _blaming_source(self, method: str) -> Any:
-        """Name the source, and the plugin providing it, if its ``method`` raises (see :func:`blaming_source`)."""
+        """Name the source, and the plugin providing it, if its ``method`` raises (see :class:`blaming_source`)."""
         name = str(getattr(self.source, "name", type(self.source).__name__))
-        return blaming_source(name, method, origin=_origin(self.registry, name))
+        return blaming_source(name, method, origin_of=lambda part: _origin(self.registry, part))
 
     def _build_tree(self, draft: Draft, depth_limit: int, sampling: bool = False, nodes: int | None = None) -> TokenTree:
         nodes = self.budget if nodes is None else nodes

@@ -419,31 +419,32 @@ def _resolve_stop_strings(model: Any, stop_strings: Any, tokenizer: Any) -> Stop
         configured = f" (the generation config sets stop_strings={stop_strings!r})"
     if stop_strings is None:
         return None
-    try:
-        strings = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings)  # "" too, as in HF
-    except TypeError:
-        strings = [stop_strings]
+    if isinstance(stop_strings, str):
+        strings = [stop_strings]  # "" too, as in HF
+    elif isinstance(stop_strings, (list, tuple)) and all(isinstance(s, str) for s in stop_strings):
+        strings = list(stop_strings)
+    else:
+        raise InvalidInputError(f"stop_strings must be a string or a list of strings{configured}, got "
+                                f"{stop_strings!r:.80}; to stop at token ids, pass eos_token_id=[...]")
     if not strings:
         return None
-    wrong = [s for s in strings if not isinstance(s, str)]
-    if wrong:
-        raise InvalidInputError(f"stop_strings must be a string or a list of strings{configured}, got "
-                                f"{wrong[0]!r}; to stop at token ids, pass eos_token_id=[...]")
     if tokenizer is None:
         raise InvalidInputError(
             f"stop_strings need a tokenizer to decode tokens{configured}: pass tokenizer=... to generate() "
             "or to the decoder" + (", or stop_strings=[] to decode without them" if configured else "")
         )
-    check_tokenizer(tokenizer, "to match stop_strings")
+    check_tokenizer(tokenizer, "for stop_strings")
     return StopStringMatcher(tokenizer, strings)
 
 
 def check_tokenizer(tokenizer: Any, why: str) -> None:
     """Refuse an object that cannot decode token ids, naming it, before a step needs it."""
     if not callable(getattr(tokenizer, "decode", None)):
+        load = f"AutoTokenizer.from_pretrained({tokenizer!r:.60})" if isinstance(tokenizer, str) else (
+            "AutoTokenizer.from_pretrained(path)")
         raise InvalidInputError(
-            f"tokenizer must be a tokenizer with a decode() method (e.g. AutoTokenizer.from_pretrained(path)) "
-            f"{why}, got {type(tokenizer).__name__} {tokenizer!r:.60}"
+            f"the tokenizer {why} must be a tokenizer object with a decode() method, got "
+            f"{type(tokenizer).__name__} {tokenizer!r:.60}; load one with {load}"
         )
 
 

@@ -3,12 +3,13 @@ both accept and refuse the same files with the same words."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError
 
-__all__ = ["require_corpus_file", "jsonl_text"]
+__all__ = ["require_corpus_file", "jsonl_record", "jsonl_text"]
 
 
 def require_corpus_file(path: Path) -> None:
@@ -38,3 +39,11 @@ def jsonl_text(record: Any, field: str, where: str) -> str:
     if not isinstance(value, str):
         raise InvalidInputError(f"{where}: field {field!r} holds {type(value).__name__}, expected text")
     return value
+
+
+def jsonl_record(line: bytes, where: str) -> Any:
+    """One jsonl line parsed, or an error naming ``where`` (file:line)."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None

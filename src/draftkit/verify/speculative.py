@@ -119,8 +119,8 @@ def proposal_law(tree: TokenTree, vocab_size: int, device: torch.device | str = 
     if float(off.max()) > PROBS_ATOL:
         row = int(torch.argmax(off))
         raise ContractViolationError(
-            f"row {row} of TokenTree.probs sums to {float(sums[row, 0]):.9g}, not 1; report the "
-            "normalised float64 law each token was drawn from"
+            f"the proposal law of tree node {row} (TokenTree.probs) sums to {float(sums[row, 0]):.9g}, not 1; "
+            "report the normalised float64 law each token was drawn from"
         )
     q = q / sums  # the exact law of an inverse-CDF draw from the row
     tokens = torch.from_numpy(tree.tokens).to(device)

@@ -7,7 +7,6 @@ for fast tokenizers); a progress bar follows the bytes read.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import InvalidInputError
-from ..corpus_files import jsonl_text, require_corpus_file
+from ..corpus_files import jsonl_record, jsonl_text, require_corpus_file
 from .fileformat import tokenizer_fingerprint
 from .table import TrigramMatrix, build_matrix
 
@@ -53,11 +52,8 @@ def iter_documents(
                         on_bytes(len(line))
                     if not line.strip():
                         continue
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise InvalidInputError(f"{path}:{lineno} is not valid JSON ({exc.msg})") from None
-                    value = jsonl_text(record, jsonl_field, f"{path}:{lineno}")  # as datastore build reads it
+                    where = f"{path}:{lineno}"  # read as datastore build reads it
+                    value = jsonl_text(jsonl_record(line, where), jsonl_field, where)
                     if value:
                         yield value
             else:

@@ -18,7 +18,6 @@ store would never help a draft), with a progress bar over the input bytes.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import InvalidInputError
-from ..corpus_files import jsonl_text, require_corpus_file
+from ..corpus_files import jsonl_record, jsonl_text, require_corpus_file
 from .datastore import DEFAULT_CHUNK_TOKENS, BuildSummary, build_datastore
 
 __all__ = ["iter_corpus_documents", "build_datastore_from_files", "corpus_kind"]
@@ -97,11 +96,8 @@ def _texts(path: Path, kind: str, field: str, piece_bytes: int) -> Iterator[tupl
             if not line.strip():
                 yield "", len(line)
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidInputError(f"{path}:{lineno}: not valid JSON ({exc})") from None
-            yield jsonl_text(obj, field, f"{path}:{lineno}"), len(line)
+            where = f"{path}:{lineno}"
+            yield jsonl_text(jsonl_record(line, where), field, where), len(line)
 
 
 def _npy_documents(path: Path) -> Iterator[np.ndarray]:
