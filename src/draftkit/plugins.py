@@ -272,8 +272,10 @@ def build_registry(
                          _replaced=replaced) -> None:
                 if not isinstance(name, str) or not name:
                     raise PluginError(f"plugin {_p!r} registered a {_k} with an invalid name {name!r}")
-                reserved = [c for c in _RESERVED_NAME_CHARACTERS if c in name] + (
-                    ["whitespace"] if any(c.isspace() for c in name) else []) if _k == "source" else []
+                reserved: list[str] = []
+                if _k == "source":  # the command line composes and configures sources by name
+                    reserved = [c for c in _RESERVED_NAME_CHARACTERS if c in name]
+                    reserved += ["whitespace"] if any(c.isspace() for c in name) else []
                 if reserved:
                     raise PluginError(
                         f"plugin {_p!r} registered the {_k} name {name!r}, which the command line cannot spell: "
