@@ -56,12 +56,13 @@ class SourceError(DraftkitError, RuntimeError):
     likely); the message names the source, and the plugin providing it when known. The original
     exception is the ``__cause__``."""
 
-    def __init__(self, message: str, source: str = "") -> None:
+    def __init__(self, message: str, source: str = "", *, method: str = "", member_of: str | None = None,
+                 origin: tuple[str, str] | None = None) -> None:
         super().__init__(message)
         self.source = source  #: the failing source's name
-        self.method = ""  #: the method that raised: begin, propose or observe
-        self.member_of: str | None = None  #: the composite the source drafted for, if any
-        self.origin: tuple[str, str] | None = None  #: (plugin, package) when a plugin provides it
+        self.method = method  #: the method that raised: begin, propose or observe
+        self.member_of = member_of  #: the composite the source drafted for, if any
+        self.origin = origin  #: (plugin, package) when a plugin provides it
 
 
 class PluginError(DraftkitError, RuntimeError):

@@ -34,7 +34,6 @@ from ..types import (
     DraftRequest,
     GenerationOutput,
     SamplingParams,
-    SourceCapabilities,
     StepFeedback,
     TokenTree,
     Verdict,
@@ -43,7 +42,7 @@ from ..verify.greedy import GreedyVerifier
 from ..verify.speculative import check_stochastic_draft
 from ..verify.walk import SampleWalkVerifier
 from .budget import BudgetPolicy, CostAwareBudget, FixedBudget, prune_tree
-from .draft_checks import blaming_source, require_draft
+from .draft_checks import blaming_source, require_draft, require_source
 from .record import TokenRecord, emitted_rows
 from .request import RequestPlan, check_tokenizer, plan_request
 from .stream import DecoderAPI
@@ -148,19 +147,10 @@ class SpeculativeDecoder(DecoderAPI):
         self.verifier: Verifier | None = (
             None if verifier is None else _resolve(self.registry, "verifier", verifier, None)
         )
-        for obj, kind, methods in (  # before the budget's calibration: fail fast
-            (self.source, "source", ("propose", "observe", "begin", "reset")),
-            (self.tree_builder, "tree builder", ("build",)),
-        ):
-            missing = [m for m in methods if not callable(getattr(obj, m, None))]
-            if missing:
-                raise ContractViolationError(
-                    f"the {kind} {obj!r} lacks {', '.join(missing)}(); see draftkit.interfaces"
-                )
-        if not isinstance(getattr(self.source, "capabilities", None), SourceCapabilities):
+        require_source(self.source, f"the source {self.source!r}")  # before the budget's calibration: fail fast
+        if not callable(getattr(self.tree_builder, "build", None)):
             raise ContractViolationError(
-                f"the source {self.source!r} has no capabilities (a draftkit.SourceCapabilities, e.g. "
-                "SourceCapabilities() for deterministic drafts); see draftkit.interfaces"
+                f"the tree builder {self.tree_builder!r} lacks build(); see draftkit.interfaces"
             )
         # Built-in builders make trees with TokenTree.from_parents; a plugin's tree is checked every step.
         self._trusted_builder = type(self.tree_builder).__module__.startswith("draftkit.trees.")

@@ -1,4 +1,4 @@
-"""What the engine checks of every draft before building a tree from it.
+"""What the engine checks of every source and draft before building a tree from it.
 
 Shared by the decoder (for its source) and the composite source (for each of
 its members), so a member's broken draft is named and refused exactly like a
@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from ..errors import ContractViolationError, DraftkitError, SourceError
-from ..types import Draft
+from ..types import Draft, SourceCapabilities
 
-__all__ = ["require_draft", "blaming_source", "source_error"]
+__all__ = ["require_draft", "require_source", "blaming_source", "source_error"]
 
 
 class blaming_source:  # noqa: N801 - used like a function: with blaming_source(...)
@@ -84,10 +84,21 @@ def source_error(source: str, method: str, cause: BaseException | None, *, membe
     advice = (f"report it to the authors of {origin[1]}, and leave the source out meanwhile "
               f"(DRAFTKIT_BLOCK_PLUGINS={origin[0]} switches the plugin off)" if packaged and origin is not None
               else "it is most likely a bug in the source; leave it out, or fix it")
-    error = SourceError(f"{who} failed in {method}(): {type(cause).__name__}: {cause} (raised{where}); {advice}",
-                        source)
-    error.method, error.member_of, error.origin = method, member_of, origin
-    return error
+    return SourceError(f"{who} failed in {method}(): {type(cause).__name__}: {cause} (raised{where}); {advice}",
+                       source, method=method, member_of=member_of, origin=origin)
+
+
+def require_source(obj: Any, who: str) -> None:
+    """Refuse ``obj`` unless it follows the :class:`~draftkit.interfaces.DraftSource` protocol, saying
+    what it lacks (``who`` names it: the decoder's source, or a composite's member)."""
+    missing = [m for m in ("propose", "observe", "begin", "reset") if not callable(getattr(obj, m, None))]
+    if missing:
+        raise ContractViolationError(
+            f"{who} is not a draft source: it lacks {', '.join(missing)}(); see draftkit.interfaces")
+    if not isinstance(getattr(obj, "capabilities", None), SourceCapabilities):
+        raise ContractViolationError(
+            f"{who} is not a draft source: it has no capabilities (a draftkit.SourceCapabilities, e.g. "
+            "SourceCapabilities() for deterministic drafts); see draftkit.interfaces")
 
 
 def require_draft(draft: Any, source: str, *, member_of: str | None = None) -> Draft:

@@ -35,8 +35,8 @@ import numpy as np
 
 from .. import step_context
 from ..checks import is_integer
-from ..engine.draft_checks import blaming_source, require_draft
-from ..errors import ContractViolationError, IncompatiblePartsError, InvalidInputError
+from ..engine.draft_checks import blaming_source, require_draft, require_source
+from ..errors import IncompatiblePartsError, InvalidInputError
 from ..interfaces import DraftSource
 from ..types import Draft, DraftKind, DraftRequest, SourceCapabilities, StepFeedback
 
@@ -91,13 +91,8 @@ class Composite:
                 "SpeculativeDecoder(source=[...]), which builds them, or build each with registry.source(name)"
             )
         for i, member in enumerate(self.members):
-            missing = [m for m in ("propose", "observe", "begin", "reset") if not callable(getattr(member, m, None))]
-            if missing or not isinstance(getattr(member, "capabilities", None), SourceCapabilities):
-                nested = " (lists of sources do not nest)" if isinstance(member, (list, tuple)) else ""
-                raise ContractViolationError(
-                    f"Composite member {i}, {member!r:.80}, is not a draft source{nested}: a source has "
-                    "propose, observe, begin and reset methods and a SourceCapabilities; see draftkit.interfaces"
-                )
+            nested = " (lists of sources do not nest)" if isinstance(member, (list, tuple)) else ""
+            require_source(member, f"Composite member {i}, {member!r:.80},{nested}")
         if not (isinstance(self.decay, numbers.Real) and 0.0 <= self.decay < 1.0):  # 1 would never learn
             raise InvalidInputError(f"Composite decay must be in [0, 1) (the weight of the past), got {self.decay!r}")
         if not is_integer(self.max_depth) or self.max_depth < 1:
