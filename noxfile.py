@@ -100,6 +100,10 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def train_demo(session: nox.Session) -> None:
-    """Train the demo target and draft models (about two hours on two cores; resumable)."""
+    """Train the demo target and draft models (about two hours on two cores; resumable).
+
+    The run installs the new folders (replacing the old ones and their ``answers.jsonl``); then write the new
+    target's own answers, which belong to its weights, with ``python -m draftkit.demo.answers``.
+    """
     install_project(session)
     session.run("python", "-m", "draftkit.demo.train", *session.posargs)

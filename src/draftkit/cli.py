@@ -299,6 +299,23 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_answers(args: argparse.Namespace) -> Path | None:
+    """The model's own answers to add to the bench corpus: --answers, else the shipped ones for --model demo."""
+    if args.answers is None:
+        if args.model not in ("demo", "demo-target"):
+            return None
+        from .demo.answers import demo_answers_path
+
+        return demo_answers_path()
+    if args.answers == "none":
+        return None
+    path = Path(args.answers).expanduser()
+    if not path.is_file():
+        raise InvalidInputError(f"--answers {path}: no such file (make one with `draftkit answers build`, "
+                                "or pass --answers none)")
+    return path
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
@@ -335,7 +352,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from .bench.corpus import corpus_sources_for
 
         corpus_sources = corpus_sources_for(tokenizer, registry, model.config.vocab_size, cache_dir=args.cache_dir,
-                                            log=lambda m: print(m, file=sys.stderr))
+                                            log=lambda m: print(m, file=sys.stderr),
+                                            answers=_bench_answers(args))
     methods = build_methods(model, tokenizer, names, registry=registry, draft_model=draft_model,
                             budget=args.budget, corpus_sources=corpus_sources,
                             warn=lambda m: print(m, file=sys.stderr))
@@ -534,6 +552,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--cache-dir", default=None, help="where corpus artefacts (ADED matrix, retrieval "
                        "store) are cached (default: ~/.cache/draftkit)")
     bench.add_argument("--no-corpus", action="store_true", help="do not build corpus-backed sources")
+    bench.add_argument("--answers", metavar="FILE",
+                       help="a jsonl of the model's own answers (`draftkit answers build`) added to the corpus of the "
+                       "ADED matrix and retrieval datastore; 'none' for the corpus alone (default: the shipped "
+                       "answers with --model demo, none otherwise)")
     bench.add_argument("--chat", action="store_true",
                        help="wrap each prompt as one user turn in the tokenizer's chat template (chat models; "
                        "Spec-Bench questions are meant for it)")
@@ -558,6 +580,21 @@ def build_parser() -> argparse.ArgumentParser:
                             add_arguments=("draftkit.sources.aded.cli", "add_build_arguments"))
     _add_lazy_arguments(aded_build)
     aded.set_defaults(func=lambda args: (aded.print_help(), 2)[1])
+
+    answers = sub.add_parser("answers", help="a corpus of the model's own answers, to warm aded / rest (build)",
+                             description="Corpora of the target model's own greedy answers.")
+    answers_sub = answers.add_subparsers(dest="answers_command", metavar="ACTION")
+    answers_build = answers_sub.add_parser(
+        "build", help="answer prompts cut from a corpus with the model, greedily, and write them as jsonl",
+        description="Cut prompts at random line ends of a corpus (seeded), let the model continue each one greedily "
+        "and write the answers as jsonl records {\"text\": ...}. A matrix (`draftkit aded build`) or datastore "
+        "(`draftkit datastore build`) built from them plus the corpus drafts what this model writes, not only what "
+        "the corpus says: ADED learns that online, this gives it up front. Keep evaluation prompts out of the "
+        "corpus. Appends as it goes; --resume continues an interrupted run with the same options.")
+    answers_build.set_defaults(func=_lazy("draftkit.sources.own_answers_cli", "build_answers_cli"),
+                               add_arguments=("draftkit.sources.own_answers_cli", "add_build_arguments"))
+    _add_lazy_arguments(answers_build)
+    answers.set_defaults(func=lambda args: (answers.print_help(), 2)[1])
 
     store = sub.add_parser("datastore", help="retrieval datastores for the rest source (build, info, verify)",
                            description="Build and check the memory-mapped suffix-array datastores of the `rest` "

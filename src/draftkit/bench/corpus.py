@@ -4,6 +4,8 @@ ADED needs a tri-gram matrix and REST a datastore built from a corpus with the
 target's tokenizer. The benchmark builds them from the *training* split of the
 demo corpus (the Python standard library), so prompts from HumanEval and from
 held-out library files are never in it, and caches them by tokenizer fingerprint.
+A file of the model's own answers (``draftkit answers build``; the demo target
+ships one) is added to that corpus when given, and named in the cache key.
 """
 
 from __future__ import annotations
@@ -48,10 +50,34 @@ def corpus_documents(tokens: Any, eos_id: int) -> list[Any]:
     return [d for d in docs if d.size]
 
 
+def _answer_documents(tokenizer: Any, path: Path) -> list[Any]:
+    from ..sources.aded.corpus import iter_documents, tokenize_documents
+
+    return [d for d in tokenize_documents(tokenizer, iter_documents([path])) if d.size]
+
+
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def corpus_sources_for(
-    tokenizer: Any, registry: Any, vocab_size: int, cache_dir: str | Path | None = None, log: Callable[[str], None] = print
+    tokenizer: Any,
+    registry: Any,
+    vocab_size: int,
+    cache_dir: str | Path | None = None,
+    log: Callable[[str], None] = print,
+    answers: str | Path | None = None,
 ) -> dict[str, Callable[[], Any]]:
-    """Factories for the registered sources that need corpus artefacts (built once, then cached)."""
+    """Factories for the registered sources that need corpus artefacts (built once, then cached).
+
+    ``answers``: a jsonl file of the model's own answers added to the corpus.
+    """
     from ..fingerprint import tokenizer_fingerprint
 
     if getattr(tokenizer, "eos_token_id", None) is None:  # the corpus' documents are EOS-separated
@@ -65,23 +91,30 @@ def corpus_sources_for(
     names = set(registry.names("source"))
     factories: dict[str, Callable[[], Any]] = {}
 
+    key, what = "corpus", "the demo corpus"
+    if answers is not None:
+        answers = Path(answers)
+        key, what = f"corpus+answers-{_file_digest(answers)[:16]}", f"the demo corpus and the model's answers in {answers}"
     loaded: list[list[Any]] = []  # the documents, read once for every source that needs them
 
     def docs() -> list[Any]:
         if not loaded:
             if not (folder / "corpus-train.npy").exists():
                 log(f"tokenising the demo corpus (training split) into {folder} ...")
-            loaded.append(corpus_documents(corpus_tokens(tokenizer, folder), tokenizer.eos_token_id))
+            documents = corpus_documents(corpus_tokens(tokenizer, folder), tokenizer.eos_token_id)
+            if answers is not None:
+                documents += _answer_documents(tokenizer, answers)
+            loaded.append(documents)
         return loaded[0]
 
     if "aded" in names:
         def make_aded() -> Any:
             from ..sources.aded import Aded, build_matrix, save_matrix
 
-            path = folder / "corpus.aded"
+            path = folder / f"{key}.aded"
             if not path.exists():
                 documents = docs()
-                log("building the ADED tri-gram matrix from the demo corpus ...")
+                log(f"building the ADED tri-gram matrix from {what} ...")
                 save_matrix(build_matrix(documents, vocab_size, fingerprint=fp), path)
             return Aded.load(path, tokenizer=tokenizer)
 
@@ -90,12 +123,14 @@ def corpus_sources_for(
         def make_rest() -> Any:
             from ..sources.rest import Rest, build_datastore
 
-            path = folder / "corpus.store"
+            path = folder / f"{key}.store"
             if not path.exists():
                 documents = docs()
-                log("building the retrieval datastore from the demo corpus ...")
-                build_datastore(path, documents, vocab_size, tokenizer_fingerprint=fp,
-                                source_description="draftkit demo corpus (stdlib training split)")
+                log(f"building the retrieval datastore from {what} ...")
+                description = "draftkit demo corpus (stdlib training split)"
+                if answers is not None:
+                    description += f" + the model's answers in {answers.name}"
+                build_datastore(path, documents, vocab_size, tokenizer_fingerprint=fp, source_description=description)
             return Rest.open(path, tokenizer=tokenizer)
 
         factories["rest"] = make_rest
