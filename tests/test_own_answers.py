@@ -140,3 +140,28 @@ def test_the_bench_adds_answers_to_the_corpus_and_keys_its_cache_by_them(tmp_pat
     assert [t for t, _ in warm.to_matrix().successors_of(x, y)] == [z]
     assert plain.to_matrix().successors_of(x, y) == []
     assert len(list((tmp_path / "c").rglob("*.aded"))) == 2
+
+
+def test_overwrite_replaces_an_answers_file_only(tmp_path, capsys):
+    folder, corpus = _model_folder(tmp_path)
+    script = tmp_path / "train.py"
+    script.write_text("import os\n")
+    rc = main(["answers", "build", "--model", str(folder), "--corpus", str(corpus), "-o", str(script),
+               "--overwrite", "--count", "2", "--no-progress"])
+    assert rc == 1 and "answers file" in capsys.readouterr().err
+    assert script.read_text() == "import os\n"
+
+
+@pytest.mark.parametrize(("extra", "said"), [
+    (["--answers", "missing.jsonl"], "no such file"),
+    (["--answers", "{answers}", "--no-corpus"], "--no-corpus"),
+])
+def test_the_bench_says_what_is_wrong_with_answers_before_running(tmp_path, capsys, extra, said):
+    folder, _ = _model_folder(tmp_path)
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text('{"text": "x"}\n')
+    extra = [a.replace("{answers}", str(answers)) for a in extra]
+    rc = main(["bench", "--model", str(folder), "--methods", "pld", "--max-new-tokens", "4", "--quiet",
+               "--out", str(tmp_path / "out"), "--no-chart", *extra])
+    assert rc == 1 and said in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -309,6 +309,8 @@ def _bench_answers(args: argparse.Namespace) -> Path | None:
         return demo_answers_path()
     if args.answers == "none":
         return None
+    if args.no_corpus:
+        raise InvalidInputError("--answers are added to the corpus, which --no-corpus leaves out; drop one of them")
     path = Path(args.answers).expanduser()
     if not path.is_file():
         raise InvalidInputError(f"--answers {path}: no such file (make one with `draftkit answers build`, "
@@ -346,6 +348,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench.setup import check_method_names
 
     check_method_names(names, registry)
+    answers = _bench_answers(args)  # a missing file is said before any prompt runs
     prompts = load_prompt_set(args.prompts, args.limit)
     corpus_sources = {}
     if not args.no_corpus:
@@ -353,7 +356,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         corpus_sources = corpus_sources_for(tokenizer, registry, model.config.vocab_size, cache_dir=args.cache_dir,
                                             log=lambda m: print(m, file=sys.stderr),
-                                            answers=_bench_answers(args))
+                                            answers=answers)
     methods = build_methods(model, tokenizer, names, registry=registry, draft_model=draft_model,
                             budget=args.budget, corpus_sources=corpus_sources,
                             warn=lambda m: print(m, file=sys.stderr))

@@ -105,6 +105,8 @@ def build_answers_cli(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"-o {out} is a folder; give the jsonl file to write, e.g. {out / 'answers.jsonl'}")
     if out.exists() and not (args.resume or args.overwrite):
         raise InvalidInputError(f"{out} exists; pass --resume to add to it or --overwrite to replace it")
+    if out.exists() and args.overwrite:
+        count_answers(out)  # --overwrite replaces an answers file, never anything else at that path
     settings = own_answers.AnswerSettings(max_new_tokens=args.max_new_tokens, context_chars=args.context_chars,
                                           batch_size=args.batch_size, seed=args.seed)
     if args.count < 1:
