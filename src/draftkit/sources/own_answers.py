@@ -66,7 +66,8 @@ def sample_prompts(documents: Iterable[str], count: int, *, settings: AnswerSett
 
     Reservoir sampling keeps one pass and ``count`` prompts in memory, whatever
     the corpus' size. Each prompt is the text before its cut, at most
-    ``context_chars`` long and starting at a line start.
+    ``context_chars`` long, starting at a line start when one lies in that
+    reach (a longer line is cut into).
     """
     if count < 1:
         raise InvalidInputError(f"the number of prompts must be at least 1, got {count}")
@@ -140,7 +141,7 @@ def generate_answers(
         with torch.no_grad():
             out = model.generate(
                 input_ids=ids, attention_mask=mask, max_new_tokens=settings.max_new_tokens, do_sample=False,
-                pad_token_id=pad if pad is not None else eos, num_beams=1,
+                pad_token_id=pad, num_beams=1,
             )
         for prompt, row in zip(batch, out[:, width:].tolist(), strict=True):
             if eos is not None and eos in row:
