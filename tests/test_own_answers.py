@@ -108,8 +108,15 @@ def test_resume_refuses_a_file_that_is_not_an_answers_file(tmp_path):
         count_answers(path)
     path.write_text("import os\n")
     with pytest.raises(InvalidInputError, match="not a JSON record"):
-        count_answers(path)
+        count_answers(path, repair=True)
     assert path.read_text() == "import os\n"  # nothing cut from a file that is not ours
+    path.write_text("print(1)")  # one line, no newline: no complete record to judge it by
+    with pytest.raises(InvalidInputError, match="not an answers record"):
+        count_answers(path, repair=True)
+    assert path.read_text() == "print(1)"
+    path.write_text('{"text": "a"}\n{"te')  # an interrupted answers file: counted, and repaired only when asked
+    assert count_answers(path) == 1 and path.read_text().endswith('{"te')
+    assert count_answers(path, repair=True) == 1 and path.read_text() == '{"text": "a"}\n'
 
 
 def test_the_bench_adds_answers_to_the_corpus_and_keys_its_cache_by_them(tmp_path, monkeypatch):
@@ -142,14 +149,16 @@ def test_the_bench_adds_answers_to_the_corpus_and_keys_its_cache_by_them(tmp_pat
     assert len(list((tmp_path / "c").rglob("*.aded"))) == 2
 
 
-def test_overwrite_replaces_an_answers_file_only(tmp_path, capsys):
+def test_overwrite_and_resume_touch_an_answers_file_only(tmp_path, capsys):
     folder, corpus = _model_folder(tmp_path)
     script = tmp_path / "train.py"
-    script.write_text("import os\n")
-    rc = main(["answers", "build", "--model", str(folder), "--corpus", str(corpus), "-o", str(script),
-               "--overwrite", "--count", "2", "--no-progress"])
-    assert rc == 1 and "answers file" in capsys.readouterr().err
-    assert script.read_text() == "import os\n"
+    for text in ("import os\n", "import os"):  # with and without a last newline
+        script.write_text(text)
+        for flag in ("--overwrite", "--resume"):
+            rc = main(["answers", "build", "--model", str(folder), "--corpus", str(corpus), "-o", str(script),
+                       flag, "--count", "2", "--no-progress"])
+            assert rc == 1 and "answers file" in capsys.readouterr().err
+            assert script.read_text() == text
 
 
 @pytest.mark.parametrize(("extra", "said"), [

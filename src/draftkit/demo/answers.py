@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = AnswerSettings()
     split = load_corpus()
     prompts = sample_prompts((f.text for f in split.train), args.count, settings=settings)
-    done = count_answers(out) if args.resume and out.exists() else 0
+    done = count_answers(out, repair=True) if args.resume and out.exists() else 0
     model, tokenizer = load_model_and_tokenizer("demo")
     written = write_answers(out, model, tokenizer, prompts, settings=settings, done=done,
                             progress=not args.no_progress)

@@ -19,6 +19,9 @@ from ..errors import InvalidInputError
 
 __all__ = ["add_build_arguments", "build_answers_cli", "count_answers", "write_answers"]
 
+#: How every record written here begins (json.dumps of {"text": ...}).
+_RECORD_START = b'{"text": '
+
 
 def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the options of ``draftkit answers build`` to ``parser``."""
@@ -42,8 +45,12 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     return parser
 
 
-def count_answers(path: Path) -> int:
-    """Complete records already in ``path`` (a last line cut short by an interrupt is dropped)."""
+def count_answers(path: Path, *, repair: bool = False) -> int:
+    """Complete records in ``path``; refuses a file that is not an answers file, whatever it holds.
+
+    A last line cut short by an interrupt (it starts as every record this module writes) is not
+    counted, and with ``repair`` it is removed so that appending can go on.
+    """
     with open(path, "rb") as f:
         data = f.read()
     keep = data[: data.rfind(b"\n") + 1]
@@ -54,7 +61,10 @@ def count_answers(path: Path) -> int:
             raise InvalidInputError(f"{path}:{lineno} is not a JSON record; is --output an answers file?") from None
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise InvalidInputError(f"{path}:{lineno} has no \"text\"; is --output an answers file?")
-    if len(keep) != len(data):
+    partial = data[len(keep) :]
+    if partial and not partial.startswith(_RECORD_START[: len(partial)]):
+        raise InvalidInputError(f"{path} ends with a line that is not an answers record; is --output an answers file?")
+    if partial and repair:
         with open(path, "r+b") as f:
             f.truncate(len(keep))
     return keep.count(b"\n")
@@ -84,7 +94,7 @@ def write_answers(
         with open(out, "a" if done else "w", encoding="utf-8") as f:
             for text in generate_answers(model, tokenizer, prompts[done:], settings=settings,
                                          on_batch=bar.update if bar is not None else None):
-                f.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+                f.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")  # starts with _RECORD_START
                 written += 1
                 if written % settings.batch_size == 0:
                     f.flush()
@@ -111,7 +121,7 @@ def build_answers_cli(args: argparse.Namespace) -> int:
                                           batch_size=args.batch_size, seed=args.seed)
     if args.count < 1:
         raise InvalidInputError(f"--count must be at least 1, got {args.count}")
-    done = count_answers(out) if out.exists() and args.resume else 0
+    done = count_answers(out, repair=True) if out.exists() and args.resume else 0
     t0 = time.perf_counter()
     prompts = own_answers.sample_prompts(iter_documents(args.corpus, jsonl_field=args.jsonl_field), args.count,
                                          settings=settings)
