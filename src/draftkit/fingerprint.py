@@ -10,6 +10,9 @@ id) and of the added tokens (id, content, special flag), serialised as canonical
 JSON. It ignores everything that does not change which id a string maps to in the
 stored artefacts (padding side, chat template, model max length), so saving and
 reloading a tokenizer keeps its fingerprint.
+
+:func:`file_sha256` is the identity of a file's bytes (datastore checksums, the
+cache key of corpus artefacts built from a file).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import hashlib
 import json
 from typing import Any
 
-__all__ = ["tokenizer_fingerprint", "require_fingerprint", "check_built_for", "FINGERPRINT_PREFIX"]
+__all__ = ["tokenizer_fingerprint", "require_fingerprint", "check_built_for", "file_sha256", "FINGERPRINT_PREFIX"]
 
 #: Fingerprints are written as ``"sha256:<64 hex digits>"`` so the scheme can change later.
 FINGERPRINT_PREFIX = "sha256:"
@@ -118,3 +121,12 @@ def check_built_for(what: str, recorded: str | None, tokenizer: Any, vocab_size:
     except TypeError:  # not a Hugging Face tokenizer: nothing to compare
         return
     require_fingerprint(what, recorded, actual, "Rebuild it with this model's tokenizer")
+
+
+def file_sha256(path: Any, block: int = 1 << 22) -> str:
+    """SHA-256 (hex) of a file's bytes, read in blocks so a large file never sits in memory whole."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while data := f.read(block):
+            h.update(data)
+    return h.hexdigest()

@@ -56,16 +56,6 @@ def _answer_documents(tokenizer: Any, path: Path) -> list[Any]:
     return [d for d in tokenize_documents(tokenizer, iter_documents([path])) if d.size]
 
 
-def _file_digest(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def corpus_sources_for(
     tokenizer: Any,
     registry: Any,
@@ -78,7 +68,7 @@ def corpus_sources_for(
 
     ``answers``: a jsonl file of the model's own answers added to the corpus.
     """
-    from ..fingerprint import tokenizer_fingerprint
+    from ..fingerprint import file_sha256, tokenizer_fingerprint
 
     if getattr(tokenizer, "eos_token_id", None) is None:  # the corpus' documents are EOS-separated
         log("the tokenizer has no EOS token to separate the demo corpus' files: ADED runs without the "
@@ -94,7 +84,7 @@ def corpus_sources_for(
     key, what = "corpus", "the demo corpus"
     if answers is not None:
         answers = Path(answers)
-        key, what = f"corpus+answers-{_file_digest(answers)[:16]}", f"the demo corpus and the model's answers in {answers}"
+        key, what = f"corpus+answers-{file_sha256(answers)[:16]}", f"the demo corpus and the model's answers in {answers}"
     loaded: list[list[Any]] = []  # the documents, read once for every source that needs them
 
     def docs() -> list[Any]:

@@ -52,6 +52,7 @@ import numpy as np
 
 from ...checks import is_integer
 from ...errors import CorruptDataFileError, DataFileError, InvalidInputError, MismatchedDataFileError
+from ...fingerprint import file_sha256
 from .suffix import MAX_SORT_BYTES, byte_width, suffix_array
 
 __all__ = [
@@ -99,17 +100,6 @@ def _header_digest(header: dict[str, Any]) -> str:
     body = {k: v for k, v in header.items() if k != "header_sha256"}
     blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(blob.encode("ascii")).hexdigest()
-
-
-def _file_sha256(path: Path, block: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            data = f.read(block)
-            if not data:
-                break
-            h.update(data)
-    return h.hexdigest()
 
 
 # -- building -----------------------------------------------------------------------------------
@@ -686,7 +676,7 @@ def verify_datastore(
             file = store.path / entry[key]["file"]
             if progress is not None:
                 progress(f"checksum {file.name}")
-            if _file_sha256(file) != entry[key]["sha256"]:
+            if file_sha256(file) != entry[key]["sha256"]:
                 raise CorruptDataFileError(
                     f"{file}: SHA-256 checksum mismatch: the file was modified or damaged after the build; "
                     "rebuild the datastore"
